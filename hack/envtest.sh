@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Provide etcd, kube-apiserver and kube-controller-manager for integration tests and print
+# the directory that holds them (the envtest convention: KUBEBUILDER_ASSETS).
+#
+# - If KUBEBUILDER_ASSETS already holds the three binaries, print it and stop.
+# - Otherwise build kube-apiserver and kube-controller-manager once from Debian's `kubernetes`
+#   source package and cache them outside the repository (SC_ENVTEST_CACHE, default
+#   ~/.cache/serviceconnect-envtest); etcd is Debian's etcd-server.
+#
+# Progress goes to stderr; stdout carries only the directory, so callers can do
+#   export KUBEBUILDER_ASSETS=$(hack/envtest.sh)
+set -euo pipefail
+
+need=(etcd kube-apiserver kube-controller-manager)
+
+have_all() {
+  local dir=$1 b
+  for b in "${need[@]}"; do [ -x "$dir/$b" ] || return 1; done
+}
+
+log() { printf 'envtest: %s\n' "$*" >&2; }
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_all "$KUBEBUILDER_ASSETS"; then
+  printf '%s\n' "$KUBEBUILDER_ASSETS"
+  exit 0
+fi
+
+cache=${SC_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/serviceconnect-envtest}
+bin="$cache/bin"
+if have_all "$bin"; then
+  printf '%s\n' "$bin"
+  exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  log "building needs root (apt-get); or set KUBEBUILDER_ASSETS to a directory with ${need[*]}"
+  exit 1
+fi
+
+mkdir -p "$cache" "$bin"
+exec 9>"$cache/.lock"
+flock 9
+if have_all "$bin"; then printf '%s\n' "$bin"; exit 0; fi
+
+export DEBIAN_FRONTEND=noninteractive
+src_list=/etc/apt/sources.list.d/serviceconnect-deb-src.sources
+if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+  log "adding deb-src entries mirroring the existing deb entries"
+  python3 - "$src_list" <<'PY'
+import glob, sys
+out = []
+for path in glob.glob("/etc/apt/sources.list.d/*.sources"):
+    for stanza in open(path).read().split("\n\n"):
+        lines = [l for l in stanza.splitlines() if l and not l.startswith("#")]
+        fields = dict(l.split(":", 1) for l in lines if ":" in l)
+        if fields.get("Types", "").strip() == "deb" and "debian" in fields.get("URIs", ""):
+            out.append("\n".join(l.replace("Types: deb", "Types: deb-src", 1) if l.startswith("Types:") else l for l in lines))
+try:
+    for line in open("/etc/apt/sources.list"):
+        if line.startswith("deb "):
+            out.append(line.replace("deb ", "deb-src ", 1).strip())
+except FileNotFoundError:
+    pass
+open(sys.argv[1], "w").write("\n\n".join(out) + "\n")
+PY
+fi
+
+log "installing the build tools (golang-1.19-go, rsync, etcd-server, reflect2)"
+apt-get update -qq >&2
+apt-get install -y -qq golang-1.19-go rsync etcd-server golang-github-modern-go-reflect2-dev make >&2
+
+work="$cache/src"
+rm -rf "$work"; mkdir -p "$work"
+cd "$work"
+log "downloading Debian's kubernetes source package"
+apt-get source --download-only kubernetes >&2
+orig=$(ls kubernetes_*.orig.tar.* | head -n1)
+mkdir tree
+tar -xf "$orig" -C tree --strip-components=1
+cd tree
+
+# The vendored reflect2 1.0.1 crashes the API server under Go >= 1.18 (segfault in map
+# iteration); Debian's packaged copy is fixed.
+rm -rf vendor/github.com/modern-go/reflect2
+cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
+find vendor/github.com/modern-go/reflect2 -name '*_test.go' -delete
+
+export PATH=/usr/lib/go-1.19/bin:$PATH
+export GOFLAGS=-mod=vendor GO111MODULE=on GOCACHE="$cache/gocache" GOPATH="$cache/gopath"
+log "make generated_files (a few minutes)"
+make generated_files >&2
+log "building kube-apiserver and kube-controller-manager (several minutes)"
+make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2
+cp _output/bin/kube-apiserver _output/bin/kube-controller-manager "$bin/"
+ln -sf /usr/bin/etcd "$bin/etcd"
+cd "$cache"
+rm -rf "$work" "$cache/gocache" "$cache/gopath"
+have_all "$bin"
+log "done: $bin"
+printf '%s\n' "$bin"
