@@ -2,14 +2,24 @@
 # Provide etcd, kube-apiserver and kube-controller-manager for integration tests and print
 # the directory that holds them (the envtest convention: KUBEBUILDER_ASSETS).
 #
-# - If KUBEBUILDER_ASSETS already holds the three binaries, print it and stop.
+# - If KUBEBUILDER_ASSETS holds etcd and kube-apiserver, print it and stop (setup-envtest's
+#   directories have no kube-controller-manager; the tests that need it say so).
 # - Otherwise build kube-apiserver and kube-controller-manager once from Debian's `kubernetes`
 #   source package and cache them outside the repository (SC_ENVTEST_CACHE, default
-#   ~/.cache/serviceconnect-envtest); etcd is Debian's etcd-server.
+#   ~/.cache/serviceconnect-envtest); etcd is Debian's etcd-server. The first build takes
+#   five to ten minutes on two cores; later calls print the cached directory at once.
+# - With --check, never build: print the cached directory or exit 1 (the test fixtures use this).
 #
 # Progress goes to stderr; stdout carries only the directory, so callers can do
 #   export KUBEBUILDER_ASSETS=$(hack/envtest.sh)
 set -euo pipefail
+
+check_only=false
+case "${1:-}" in
+  --check) check_only=true ;;
+  "") ;;
+  *) printf 'usage: %s [--check]\n' "$0" >&2; exit 2 ;;
+esac
 
 need=(etcd kube-apiserver kube-controller-manager)
 
@@ -20,16 +30,23 @@ have_all() {
 
 log() { printf 'envtest: %s\n' "$*" >&2; }
 
-if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_all "$KUBEBUILDER_ASSETS"; then
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ] \
+  && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ]; then
+  [ -x "$KUBEBUILDER_ASSETS/kube-controller-manager" ] \
+    || log "note: $KUBEBUILDER_ASSETS has no kube-controller-manager; rollout tests will not run"
   printf '%s\n' "$KUBEBUILDER_ASSETS"
   exit 0
 fi
 
-cache=${SC_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/serviceconnect-envtest}
+cache=${SC_ENVTEST_CACHE:-${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/serviceconnect-envtest}
 bin="$cache/bin"
 if have_all "$bin"; then
   printf '%s\n' "$bin"
   exit 0
+fi
+if $check_only; then
+  log "not built yet: run hack/envtest.sh (or set KUBEBUILDER_ASSETS)"
+  exit 1
 fi
 
 if [ "$(id -u)" != 0 ]; then
@@ -65,9 +82,13 @@ open(sys.argv[1], "w").write("\n\n".join(out) + "\n")
 PY
 fi
 
+started=$SECONDS
+log "first run: building kube-apiserver 1.20 and kube-controller-manager (5-10 minutes, once)"
 log "installing the build tools (golang-1.19-go, rsync, etcd-server, reflect2)"
 apt-get update -qq >&2
-apt-get install -y -qq golang-1.19-go rsync etcd-server golang-github-modern-go-reflect2-dev make >&2
+# gcc: Go 1.19 builds its code generators with cgo by default; dpkg-dev: apt-get source.
+apt-get install -y -qq --no-install-recommends golang-1.19-go rsync etcd-server \
+  golang-github-modern-go-reflect2-dev make gcc libc6-dev dpkg-dev xz-utils ca-certificates >&2
 
 work="$cache/src"
 rm -rf "$work"; mkdir -p "$work"
@@ -96,5 +117,5 @@ ln -sf /usr/bin/etcd "$bin/etcd"
 cd "$cache"
 rm -rf "$work" "$cache/gocache" "$cache/gopath"
 have_all "$bin"
-log "done: $bin"
+log "done in $((SECONDS - started)) s: $bin"
 printf '%s\n' "$bin"
