@@ -1,0 +1,398 @@
+"""Sans-IO HTTP/1.1 message readers: bytes in, events out, no sockets.
+
+:class:`RequestReader` turns the downstream byte stream into :class:`RequestHead`, body ``bytes`` (already
+de-chunked), :data:`END` and :class:`Upgraded` events; a violation of the rules below ends the stream with a
+:class:`ParseError` event carrying the status to answer. :class:`ResponseReader` does the same for one
+upstream response.
+
+Parsing is done by llhttp (through httptools) in strict mode, which already refuses what request smuggling
+needs: both Content-Length and Transfer-Encoding, duplicate Content-Length, bad chunk sizes, obs-fold, bare
+LF and invalid characters. On top of it we enforce the header-size limit, HTTP/1.1 only (HTTP/1.0 gets 426
+as Service Connect's Envoy answers), ``Transfer-Encoding: chunked`` as the only coding we frame (501 else),
+exactly one Host header, and no CONNECT.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import httptools
+
+#: Marks the end of a message's body.
+END: Final = b""
+
+
+class ParseError:
+    """The stream cannot be continued; answer ``status`` (``reason`` says which rule) and close."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"ParseError({self.status}, {self.reason!r})"
+
+
+class Upgraded:
+    """The request asked to switch protocols; ``rest`` is what the client sent after the request head."""
+
+    __slots__ = ("rest",)
+
+    def __init__(self, rest: bytes) -> None:
+        self.rest = rest
+
+
+class RequestHead:
+    """One parsed request line and header block. Header names keep their case; ``chunked`` and
+    ``content_length`` describe the body framing (neither means no body)."""
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        content_length: int | None,
+        chunked: bool,
+        expect_continue: bool,
+        upgrade: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+class ResponseHead:
+    """One parsed status line and header block.
+
+    ``close_delimited``: the body runs until the upstream closes the connection.
+    """
+
+    __slots__ = ("chunked", "close_delimited", "content_length", "headers", "keep_alive", "reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        content_length: int | None,
+        chunked: bool,
+        close_delimited: bool,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.close_delimited = close_delimited
+
+
+RequestEvent = RequestHead | bytes | Upgraded | ParseError
+ResponseEvent = ResponseHead | bytes | Upgraded | ParseError
+
+_STATUS_FOR_VERSION: Final = {"1.0": 426, "0.9": 426}
+
+
+class _Violation(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RequestReader:
+    """Parses a downstream connection's requests (pipelined ones included) into events.
+
+    ``feed`` returns the events completed by the bytes given, in order. After a :class:`ParseError` or an
+    :class:`Upgraded` event the reader is finished and ignores further input.
+    """
+
+    __slots__ = (
+        "_content_length",
+        "_events",
+        "_expect",
+        "_head_bytes",
+        "_header_sum",
+        "_headers",
+        "_host_count",
+        "_in_head",
+        "_max_header_bytes",
+        "_parser",
+        "_te",
+        "_url",
+        "finished",
+    )
+
+    def __init__(self, max_header_bytes: int = 65536) -> None:
+        self._max_header_bytes = max_header_bytes
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[RequestEvent] = []
+        self._in_head = False
+        self._head_bytes = 0
+        self._reset_head()
+        self.finished = False
+
+    def _reset_head(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_sum = 0
+        self._content_length: int | None = None
+        self._te: bytes | None = None
+        self._expect = False
+        self._host_count = 0
+
+    @property
+    def in_head(self) -> bool:
+        """A request head has begun and is not complete (the header timeout runs)."""
+        return self._in_head
+
+    # --- httptools callbacks -------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._reset_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_sum += len(url)
+        if self._header_sum > self._max_header_bytes:
+            raise _Violation(431, f"request headers exceed maxHeaderBytes ({self._max_header_bytes})")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # trailers of a chunked body: dropped, we do not forward trailers
+        self._header_sum += len(name) + len(value) + 4
+        if self._header_sum > self._max_header_bytes:
+            raise _Violation(431, f"request headers exceed maxHeaderBytes ({self._max_header_bytes})")
+        lname = name.lower()
+        if lname == b"content-length":
+            self._content_length = int(value)  # llhttp has validated the digits and refused duplicates
+        elif lname == b"transfer-encoding":
+            self._te = value
+        elif lname == b"host":
+            self._host_count += 1
+        elif lname == b"expect" and value.lower() == b"100-continue":
+            self._expect = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1":
+            status = _STATUS_FOR_VERSION.get(version, 505)
+            raise _Violation(status, f"HTTP/{version} is not supported (HTTP/1.1 only)")
+        method: bytes = parser.get_method()
+        if method == b"CONNECT":
+            raise _Violation(405, "CONNECT is not supported")
+        if self._host_count != 1:
+            raise _Violation(400, f"a request needs exactly one Host header (got {self._host_count})")
+        chunked = False
+        if self._te is not None:
+            if self._te.strip().lower() != b"chunked":
+                raise _Violation(501, f"Transfer-Encoding {self._te.decode('latin-1')!r} is not supported")
+            chunked = True
+        self._events.append(
+            RequestHead(
+                method,
+                self._url,
+                self._headers,
+                parser.should_keep_alive(),
+                self._content_length,
+                chunked,
+                self._expect,
+                parser.should_upgrade(),
+            )
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        self._events.append(END)
+
+    # --- feeding -------------------------------------------------------------------------------------
+    def feed(self, data: bytes) -> list[RequestEvent]:
+        """Parse ``data``; return the events it completes (empty once finished)."""
+        if self.finished:
+            return []
+        events: list[RequestEvent] = []
+        self._events = events
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.finished = True
+            events.append(Upgraded(data[exc.args[0] :]))
+            return events
+        except httptools.HttpParserCallbackError as exc:
+            self.finished = True
+            cause = exc.__context__
+            if isinstance(cause, _Violation):
+                events.append(ParseError(cause.status, cause.reason))
+            else:  # a bug of ours, not the client's; still a clean refusal
+                events.append(ParseError(400, f"malformed request: {exc}"))
+            return events
+        except httptools.HttpParserError as exc:
+            self.finished = True
+            events.append(ParseError(400, f"malformed request: {exc}"))
+            return events
+        if self._in_head:
+            # llhttp buffers a partial header line internally: also bound the raw bytes of an unfinished head.
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_header_bytes:
+                self.finished = True
+                events.append(
+                    ParseError(431, f"request headers exceed maxHeaderBytes ({self._max_header_bytes})")
+                )
+        return events
+
+
+class ResponseReader:
+    """Parses the upstream's response to one request (``1xx`` interim responses come first as their own
+    heads, each followed by :data:`END`). ``head_request`` makes the head the whole message."""
+
+    __slots__ = (
+        "_content_length",
+        "_events",
+        "_head_request",
+        "_header_sum",
+        "_headers",
+        "_in_head",
+        "_max_header_bytes",
+        "_parser",
+        "_reason",
+        "_te",
+        "close_delimited",
+        "finished",
+    )
+
+    def __init__(self, head_request: bool = False, max_header_bytes: int = 65536) -> None:
+        self._head_request = head_request
+        self._max_header_bytes = max_header_bytes
+        self._parser = httptools.HttpResponseParser(self)
+        self._events: list[ResponseEvent] = []
+        self._in_head = False
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_sum = 0
+        self._content_length: int | None = None
+        self._te: bytes | None = None
+        self.close_delimited = False
+        self.finished = False
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._reason = b""
+        self._headers = []
+        self._header_sum = 0
+        self._content_length = None
+        self._te = None
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return
+        self._header_sum += len(name) + len(value) + 4
+        if self._header_sum > self._max_header_bytes:
+            raise _Violation(502, "upstream response headers exceed maxHeaderBytes")
+        lname = name.lower()
+        if lname == b"content-length":
+            self._content_length = int(value)
+        elif lname == b"transfer-encoding":
+            self._te = value
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        status: int = parser.get_status_code()
+        if parser.get_http_version() not in ("1.1", "1.0"):
+            raise _Violation(502, "upstream answered with an unsupported HTTP version")
+        chunked = self._te is not None and self._te.strip().lower().endswith(b"chunked")
+        bodiless = status < 200 or status in (204, 304) or self._head_request
+        close_delimited = not bodiless and not chunked and self._content_length is None
+        self.close_delimited = close_delimited
+        self._events.append(
+            ResponseHead(
+                status,
+                self._reason,
+                self._headers,
+                parser.should_keep_alive() and not close_delimited,
+                self._content_length,
+                chunked,
+                close_delimited,
+            )
+        )
+        if self._head_request and status >= 200:
+            # llhttp cannot be told the response to HEAD has no body; the head is the whole message.
+            self.finished = True
+            self._events.append(END)
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.finished:
+            self._events.append(END)
+        if self._parser.get_status_code() >= 200:
+            self.finished = True
+
+    def feed(self, data: bytes) -> list[ResponseEvent]:
+        """Parse ``data``; bytes after the final response are ignored (nothing is pipelined upstream)."""
+        if self.finished:
+            return []
+        events: list[ResponseEvent] = []
+        self._events = events
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.finished = True
+            events.append(Upgraded(data[exc.args[0] :]))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if self.finished:  # the HEAD response ended in on_headers_complete
+                return events
+            self.finished = True
+            reason = cause.reason if isinstance(cause, _Violation) else f"malformed upstream response: {exc}"
+            events.append(ParseError(502, reason))
+        except httptools.HttpParserError as exc:
+            if self.finished:
+                return events
+            self.finished = True
+            events.append(ParseError(502, f"malformed upstream response: {exc}"))
+        return events
+
+    def feed_eof(self) -> list[ResponseEvent]:
+        """The upstream closed: that ends a close-delimited body; anywhere else it is an error."""
+        if self.finished:
+            return []
+        self.finished = True
+        if self.close_delimited and not self._in_head:
+            return [END]
+        return [ParseError(502, "upstream closed the connection before the response was complete")]
