@@ -1,0 +1,111 @@
+"""Shared building blocks of the API: the base model, ECS name and number types, conditions.
+
+Limits follow the ECS API model (service-2.json): names of ports and discovery names are at most 64
+characters of ``[a-z0-9_-]`` and may not start with ``-``; client alias DNS names are at most 127
+characters of ``[a-z0-9_.-]``; ports are 0-65535 (the model range; ``sc_operator.validation`` also
+refuses 0 where the ECS agent requires 1-65535); timeouts are 0-2147483647 seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+#: portName and discoveryName: 1-64 characters of [a-z0-9_-], not starting with '-'.
+NAME_PATTERN = r"^[a-z0-9_][a-z0-9_-]{0,63}$"
+NAME_MAX_LENGTH = 64
+#: clientAliases[].dnsName: 1-127 characters of [a-z0-9_.-], not starting with '-'.
+DNS_NAME_PATTERN = r"^[a-z0-9_][a-z0-9_.-]{0,126}$"
+DNS_NAME_MAX_LENGTH = 127
+PORT_MAX = 65535
+TIMEOUT_MAX = 2147483647
+
+PortName = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)]
+DiscoveryName = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)]
+DnsName = Annotated[str, Field(min_length=1, max_length=DNS_NAME_MAX_LENGTH, pattern=DNS_NAME_PATTERN)]
+Port = Annotated[int, Field(ge=0, le=PORT_MAX)]
+TimeoutSeconds = Annotated[int, Field(ge=0, le=TIMEOUT_MAX)]
+Count = Annotated[int, Field(ge=0)]
+
+#: Unset means TCP: no L7 handling, no per-request timeout.
+AppProtocol = Literal["http", "http2", "grpc"]
+
+
+class ApiModel(BaseModel):
+    """Base of every spec model: camelCase on the wire, unknown fields refused.
+
+    Refusing unknown fields matters for ``scctl validate``: a misspelt ECS field would otherwise be dropped
+    silently (the API server prunes it too).
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+    def to_wire(self) -> dict[str, object]:
+        """The object as it is stored in Kubernetes: camelCase keys, unset fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(ApiModel):
+    """Base of status models: tolerant of fields it does not know.
+
+    Status is written by the operator (and by kopf); a newer operator may write fields an older reader
+    does not know, and that must not break reading.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """A Kubernetes-style condition, e.g. ``Accepted`` or ``Ready``."""
+
+    type: str
+    """The condition's name, e.g. Accepted, Ready, Progressing."""
+    status: ConditionStatus
+    reason: str | None = None
+    """A CamelCase machine-readable reason, e.g. DeploymentControllerNotSupported."""
+    message: str | None = None
+    """A human-readable explanation; for refusals it names the ECS rule."""
+    last_transition_time: datetime | None = None
+    observed_generation: int | None = None
+    """The .metadata.generation the condition was computed from."""
+
+
+class ServiceRef(StatusModel):
+    """A ConnectService by Kubernetes namespace and name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Endpoint(StatusModel):
+    """One registered endpoint of a ConnectNamespace: what clients reach as dnsName:port."""
+
+    model_config = ConfigDict(frozen=True)
+
+    discovery_name: str
+    """The Cloud Map service name; unique in the namespace."""
+    dns_name: str
+    """The name clients use; (dnsName, port) is unique in the namespace."""
+    port: int
+    app_protocol: AppProtocol | None = None
+    """http, http2 or grpc; unset means TCP."""
+    service: ServiceRef
+    """The ConnectService that owns the endpoint."""

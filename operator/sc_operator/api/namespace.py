@@ -1,0 +1,31 @@
+"""``ConnectNamespace``: the cluster-scoped registry of endpoints (an AWS Cloud Map namespace)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from sc_operator.api.common import ApiModel, Condition, Count, Endpoint, StatusModel
+
+
+class ConnectNamespaceSpec(ApiModel):
+    """The desired state of a ConnectNamespace; its name is the namespace name services refer to."""
+
+    description: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class ConnectNamespaceStatus(StatusModel):
+    """The registry: every endpoint with its owner, and a revision that grows on every change."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = None
+    endpoints: list[Endpoint] | None = None
+    endpoint_count: Count | None = None
+    """len(endpoints), kept for `kubectl get` (a printer column cannot count)."""
+    revision: Count | None = None
+    """Grows by one on every change to endpoints; ConnectDeployments record the revision they pinned."""
+    service_count: Count | None = None
+    """ConnectServices using the namespace, client-only ones included."""
+    task_count: Count | None = None
+    """Running tasks (pods) of those services; more than 2000 adds proxy memory."""
