@@ -1,0 +1,265 @@
+"""The ConnectNamespace status as the registry of endpoints (the Cloud Map namespace of ECS).
+
+Two layers:
+
+- pure functions (:func:`register`, :func:`deregister`, :func:`set_tasks`) that take a :class:`Registry`
+  and return a new one, or ``None`` when nothing changes — so callers never write a no-op and the
+  ``revision`` grows exactly once per real change of the endpoint set or of the member services;
+- :func:`update_registry`, the I/O wrapper: read the ConnectNamespace, apply a pure change, replace the
+  status subresource with the ``resourceVersion`` that was read, and on ``409 Conflict`` re-read and retry
+  with jittered backoff. Optimistic concurrency on one object is what makes many services registering at
+  once lose and double nothing.
+
+Task counts are statistics (they feed the proxy's +128 MiB rule): they are updated without a revision
+bump, because the revision tracks what clients pin, i.e. the endpoint list.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sc_operator import GROUP, VERSION
+from sc_operator.api.common import Endpoint, ServiceRef
+
+PLURAL = "connectnamespaces"
+
+
+class RegistryConflict(Exception):
+    """An endpoint another service already holds: the ECS rule that discovery names and
+    (dnsName, port) pairs are unique within a namespace."""
+
+    def __init__(self, rule: str, message: str, holder: ServiceRef) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+        self.holder = holder
+
+
+class NamespaceNotFound(Exception):
+    """The ConnectNamespace does not exist (or went away while we updated it)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A ConnectService in the namespace (client-only services too: they count for sizing)."""
+
+    service: ServiceRef
+    tasks: int = 0
+
+
+def _ep_key(ep: Endpoint) -> tuple[str, str, int]:
+    return (ep.discovery_name, ep.dns_name, ep.port)
+
+
+def _member_key(m: Member) -> tuple[str, str]:
+    return (m.service.namespace, m.service.name)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What a ConnectNamespace's status says about its services; kept sorted so equal means equal."""
+
+    endpoints: tuple[Endpoint, ...] = ()
+    members: tuple[Member, ...] = ()
+    revision: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def service_count(self) -> int:
+        return len(self.members)
+
+    @property
+    def task_count(self) -> int:
+        return sum(m.tasks for m in self.members)
+
+    def endpoints_of(self, service: ServiceRef) -> tuple[Endpoint, ...]:
+        return tuple(ep for ep in self.endpoints if ep.service == service)
+
+    def holders(self) -> list[ServiceRef]:
+        """Every member service, sorted: who keeps the namespace from being deleted."""
+        return [m.service for m in self.members]
+
+    # -- wire format -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any] | None) -> Registry:
+        """Read the registry from a ConnectNamespace's ``.status`` (missing parts are empty)."""
+        status = dict(status or {})
+        endpoints = tuple(
+            sorted((Endpoint.model_validate(e) for e in status.pop("endpoints", None) or []), key=_ep_key)
+        )
+        members = tuple(
+            sorted(
+                (
+                    Member(ServiceRef(namespace=m["namespace"], name=m["name"]), int(m.get("tasks") or 0))
+                    for m in status.pop("services", None) or []
+                ),
+                key=_member_key,
+            )
+        )
+        revision = int(status.pop("revision", 0) or 0)
+        status.pop("serviceCount", None)
+        status.pop("taskCount", None)
+        return cls(endpoints=endpoints, members=members, revision=revision, extra=status)
+
+    def to_status(self) -> dict[str, Any]:
+        """The ``.status`` to write back, keeping fields this module does not own (conditions, …)."""
+        return {
+            **self.extra,
+            "endpoints": [
+                ep.model_dump(mode="json", by_alias=True, exclude_none=True) for ep in self.endpoints
+            ],
+            "services": [
+                {"namespace": m.service.namespace, "name": m.service.name, "tasks": m.tasks}
+                for m in self.members
+            ],
+            "revision": self.revision,
+            "serviceCount": self.service_count,
+            "taskCount": self.task_count,
+        }
+
+
+# -- pure changes -----------------------------------------------------------------------------------------
+
+
+def check_conflicts(reg: Registry, service: ServiceRef, endpoints: Iterable[Endpoint]) -> None:
+    """Raise :class:`RegistryConflict` if another service holds a discoveryName or dnsName:port."""
+    others = [ep for ep in reg.endpoints if ep.service != service]
+    by_discovery = {ep.discovery_name: ep for ep in others}
+    by_alias = {(ep.dns_name, ep.port): ep for ep in others}
+    for ep in endpoints:
+        held = by_discovery.get(ep.discovery_name)
+        if held is not None:
+            raise RegistryConflict(
+                "DuplicateDiscoveryName",
+                f"discoveryName {ep.discovery_name!r} is already registered in the namespace by "
+                f"ConnectService {held.service}: discovery names must be unique within a namespace",
+                held.service,
+            )
+        held = by_alias.get((ep.dns_name, ep.port))
+        if held is not None:
+            raise RegistryConflict(
+                "DuplicateClientAlias",
+                f"client alias {ep.dns_name}:{ep.port} is already registered in the namespace by "
+                f"ConnectService {held.service}: each (dnsName, port) must be unique within a namespace",
+                held.service,
+            )
+
+
+def register(
+    reg: Registry, service: ServiceRef, endpoints: Iterable[Endpoint], tasks: int | None = None
+) -> Registry | None:
+    """Make ``service`` a member owning exactly ``endpoints`` (replacing what it had).
+
+    Idempotent: registering the same set again returns ``None``. Raises :class:`RegistryConflict` when
+    another service holds one of the names. ``tasks`` (when given) updates the service's task count.
+    """
+    wanted = tuple(sorted({_ep_key(ep): ep for ep in endpoints}.values(), key=_ep_key))
+    for ep in wanted:
+        if ep.service != service:
+            raise ValueError(f"endpoint {ep.discovery_name} belongs to {ep.service}, not {service}")
+    check_conflicts(reg, service, wanted)
+    current_member = next((m for m in reg.members if m.service == service), None)
+    old_tasks = current_member.tasks if current_member else 0
+    new_member = Member(service, tasks if tasks is not None else old_tasks)
+    endpoints_changed = reg.endpoints_of(service) != wanted or current_member is None
+    if not endpoints_changed and current_member == new_member:
+        return None
+    members = tuple(sorted([*(m for m in reg.members if m.service != service), new_member], key=_member_key))
+    all_endpoints = tuple(
+        sorted([*(ep for ep in reg.endpoints if ep.service != service), *wanted], key=_ep_key)
+    )
+    return replace(
+        reg,
+        endpoints=all_endpoints,
+        members=members,
+        revision=reg.revision + 1 if endpoints_changed else reg.revision,
+    )
+
+
+def deregister(reg: Registry, service: ServiceRef) -> Registry | None:
+    """Remove ``service`` and its endpoints; ``None`` if it was not registered."""
+    if not any(m.service == service for m in reg.members) and not reg.endpoints_of(service):
+        return None
+    return replace(
+        reg,
+        endpoints=tuple(ep for ep in reg.endpoints if ep.service != service),
+        members=tuple(m for m in reg.members if m.service != service),
+        revision=reg.revision + 1,
+    )
+
+
+def set_tasks(reg: Registry, service: ServiceRef, tasks: int) -> Registry | None:
+    """Record how many tasks ``service`` runs (no revision bump); ``None`` if unchanged or not a member."""
+    members = []
+    changed = False
+    for m in reg.members:
+        if m.service == service and m.tasks != tasks:
+            members.append(Member(service, tasks))
+            changed = True
+        else:
+            members.append(m)
+    return replace(reg, members=tuple(members)) if changed else None
+
+
+# -- I/O --------------------------------------------------------------------------------------------------
+
+
+Change = Callable[[Registry], "Registry | None"]
+
+
+def update_registry(
+    api: Any,
+    namespace: str,
+    change: Change,
+    *,
+    attempts: int = 50,
+    base_delay: float = 0.02,
+    max_delay: float = 1.0,
+) -> Registry:
+    """Apply ``change`` to ConnectNamespace ``namespace``'s status with optimistic concurrency.
+
+    ``api`` is a ``kubernetes.client.CustomObjectsApi``. Each attempt reads the object, applies the pure
+    change and replaces the status with the ``resourceVersion`` it read; a ``409`` means someone else wrote
+    in between, so it re-reads and retries after a jittered, growing delay. :class:`RegistryConflict` from
+    the change propagates at once (retrying cannot fix it). Returns the registry as written (or as read,
+    when the change was a no-op).
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    delay = base_delay
+    for _ in range(attempts):
+        try:
+            obj = api.get_cluster_custom_object_status(GROUP, VERSION, PLURAL, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
+            raise
+        current = Registry.from_status(obj.get("status"))
+        new = change(current)
+        if new is None:
+            return current
+        body = {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": {"name": namespace, "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "status": new.to_status(),
+        }
+        try:
+            api.replace_cluster_custom_object_status(GROUP, VERSION, PLURAL, namespace, body)
+            return new
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
+            if exc.status != 409:
+                raise
+        # Full jitter: many writers that collided should not collide again in lockstep.
+        time.sleep(random.uniform(0, delay))
+        delay = min(max_delay, delay * 2)
+    raise RuntimeError(
+        f"ConnectNamespace {namespace!r}: status update kept conflicting after {attempts} attempts"
+    )
