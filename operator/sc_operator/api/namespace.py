@@ -15,6 +15,14 @@ class ConnectNamespaceSpec(ApiModel):
     description: Annotated[str, Field(max_length=1024)] | None = None
 
 
+class ServiceUsage(StatusModel):
+    """A ConnectService using the namespace and how many tasks it runs."""
+
+    namespace: str
+    name: str
+    tasks: Count | None = None
+
+
 class ConnectNamespaceStatus(StatusModel):
     """The registry: every endpoint with its owner, and a revision that grows on every change."""
 
@@ -25,6 +33,8 @@ class ConnectNamespaceStatus(StatusModel):
     """len(endpoints), kept for `kubectl get` (a printer column cannot count)."""
     revision: Count | None = None
     """Grows by one on every change to endpoints; ConnectDeployments record the revision they pinned."""
+    services: list[ServiceUsage] | None = None
+    """Every ConnectService using the namespace, client-only ones included: they hold it from deletion."""
     service_count: Count | None = None
     """ConnectServices using the namespace, client-only ones included."""
     task_count: Count | None = None
