@@ -103,6 +103,7 @@ class Registry:
         )
         revision = int(status.pop("revision", 0) or 0)
         status.pop("serviceCount", None)
+        status.pop("endpointCount", None)
         status.pop("taskCount", None)
         return cls(endpoints=endpoints, members=members, revision=revision, extra=status)
 
@@ -118,6 +119,7 @@ class Registry:
                 for m in self.members
             ],
             "revision": self.revision,
+            "endpointCount": len(self.endpoints),
             "serviceCount": self.service_count,
             "taskCount": self.task_count,
         }
