@@ -1,0 +1,124 @@
+"""The admin HTTP server: ``/ready``, ``/live``, ``/metrics``, ``/config``, ``POST /drain``.
+
+A deliberately tiny HTTP/1.1 server (one request per connection, ``Connection: close``): it serves probes
+and scrapes, not traffic, so it needs no framework and no keep-alive.
+
+- ``GET /ready``: 200 ``LIVE`` once every listener is bound; 503 before that and while draining (so the
+  kubelet takes the pod out of Services during a drain);
+- ``GET /live``: 200 while the event loop answers;
+- ``GET /metrics``: Prometheus text;
+- ``GET /config``: ``{"version": ..., "config": {...}}``, the running config with the file's keys;
+- ``POST /drain`` (``?inboundonly`` = ingress listeners only, like ECS's ``drain_listeners?inboundonly``):
+  stop accepting and drain connections; the process keeps running until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+MAX_REQUEST_HEAD = 8192
+REQUEST_TIMEOUT = 5.0
+
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}  # fmt: skip
+
+
+@dataclass
+class AdminState:
+    """What the admin server reports; main keeps it current."""
+
+    version: str
+    config_json: Callable[[], bytes]
+    metrics: Callable[[], bytes]
+    drain: Callable[[bool], None]  # inbound_only
+    ready: bool = False
+    draining: bool = False
+
+
+def _response(status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def handle(state: AdminState, method: str, target: str) -> bytes:
+    """The response for one request (pure, testable)."""
+    path, _, query = target.partition("?")
+    if path == "/drain":
+        if method != "POST":
+            return _response(405, b"use POST\n")
+        inbound_only = query == "inboundonly"
+        if query and not inbound_only:
+            return _response(400, b"the only accepted query is ?inboundonly\n")
+        state.drain(inbound_only)
+        return _response(202, b"draining\n")
+    if method not in ("GET", "HEAD"):
+        return _response(405, b"use GET\n")
+    if path == "/ready":
+        if state.ready and not state.draining:
+            return _response(200, b"LIVE\n")
+        return _response(503, b"DRAINING\n" if state.draining else b"PRE_INITIALIZING\n")
+    if path == "/live":
+        return _response(200, b"LIVE\n")
+    if path == "/metrics":
+        return _response(200, state.metrics(), "text/plain; version=0.0.4; charset=utf-8")
+    if path == "/config":
+        return _response(200, state.config_json(), "application/json")
+    return _response(404, b"not found\n")
+
+
+class _AdminProtocol(asyncio.Protocol):
+    def __init__(self, state: AdminState) -> None:
+        self._state = state
+        self._buf = b""
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        self._buf += data
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > MAX_REQUEST_HEAD:
+                self._finish(_response(431, b"request head too large\n"))
+            return
+        line = self._buf[: self._buf.find(b"\r\n")].decode("latin-1")
+        parts = line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._finish(_response(400, b"bad request line\n"))
+            return
+        self._finish(handle(self._state, parts[0], parts[1]))
+
+    def _finish(self, response: bytes) -> None:
+        transport = self._transport
+        self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+        if transport is not None:
+            transport.write(response)
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+async def start_admin(state: AdminState, host: str, port: int) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(lambda: _AdminProtocol(state), host, port, reuse_address=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {host}:{port} (admin): {exc.strerror}") from exc

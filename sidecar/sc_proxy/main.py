@@ -1,0 +1,148 @@
+"""``sc-proxy``: the Service Connect sidecar proxy.
+
+    sc-proxy --config FILE [run]              serve (default)
+    sc-proxy --config FILE check-config       validate the file and exit (0 valid, 2 invalid)
+    sc-proxy --config FILE install-redirect   install the iptables rules (init container, needs NET_ADMIN)
+
+An invalid file is refused before anything is bound (exit 2, one line per bad field). SIGTERM or SIGINT
+drains: ``/ready`` turns 503, listeners stop accepting, connections finish their in-flight request (up to
+``drainSeconds``), idle keep-alive connections close, the rest is aborted, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from sc_proxy.admin import AdminState, start_admin
+from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config
+from sc_proxy.listeners import Listeners, build_plan
+from sc_proxy.metrics import REGISTRY
+
+log = logging.getLogger("sc_proxy")
+
+#: Resolution at start may not hold readiness hostage: after this, serve with what is known.
+INITIAL_DISCOVERY_WAIT = 3.0
+
+
+async def serve(config: ProxyConfig, started: float) -> int:
+    loop = asyncio.get_running_loop()
+    plan = build_plan(config, REGISTRY)
+    listeners = Listeners(config, plan)
+    stop = asyncio.Event()
+    config_json = (dump_config(config) + "\n").encode()
+
+    def drain(inbound_only: bool) -> None:
+        state.draining = not inbound_only or state.draining
+        kinds = ("ingress",) if inbound_only else ("ingress", "egress")
+        log.info("drain requested (%s)", "inbound only" if inbound_only else "all listeners")
+        listeners.stop_accepting(kinds)
+        if not inbound_only:
+            plan.lifecycle.start_drain()
+
+    state = AdminState(
+        version=config.version,
+        config_json=lambda: config_json,
+        metrics=REGISTRY.render,
+        drain=drain,
+    )
+    admin = await start_admin(state, config.admin.address, config.admin.port)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await listeners.bind_all()
+    except OSError as exc:
+        log.error("%s", exc.strerror or exc)
+        admin.close()
+        return 1
+    if plan.sources:
+        done = asyncio.gather(*(s.start() for s in plan.sources))
+        try:
+            await asyncio.wait_for(asyncio.shield(done), INITIAL_DISCOVERY_WAIT)
+        except TimeoutError:
+            log.warning(
+                "initial discovery still running after %.0f s; serving meanwhile", INITIAL_DISCOVERY_WAIT
+            )
+    state.ready = True
+    log.info(
+        "ready in %.0f ms: config %s, %d listeners",
+        (time.monotonic() - started) * 1000,
+        config.version,
+        len(listeners.servers),
+    )
+    await stop.wait()
+
+    # Drain: out of Services first, then no new connections, then let in-flight work finish.
+    state.draining = True
+    listeners.stop_accepting()
+    plan.lifecycle.start_drain()
+    active = plan.lifecycle.active
+    log.info("draining %d connections for up to %.0f s", active, config.drain_seconds)
+    if not await plan.lifecycle.wait_closed(config.drain_seconds):
+        log.warning("drain time over: aborting %d connections", plan.lifecycle.active)
+        plan.lifecycle.abort_all()
+    for source in plan.sources:
+        await source.close()
+    admin.close()
+    log.info("drained; exiting")
+    return 0
+
+
+def _install_loop_policy() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", help="configuration file (YAML or JSON)")
+    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser = argparse.ArgumentParser(prog="sc-proxy", description=__doc__.split("\n\n")[0], parents=[common])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", parents=[common], help="serve (default)")
+    sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
+    inst = sub.add_parser("install-redirect", parents=[common], help="install the iptables rules")
+    inst.add_argument(
+        "--dry-run", action="store_true", help="print the iptables-restore input, change nothing"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.config:
+        print("sc-proxy: --config FILE is required", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"sc-proxy: invalid configuration {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    command = args.command or "run"
+    if command == "check-config":
+        print(f"configuration {args.config} is valid (version {config.version})")
+        return 0
+    if command == "install-redirect":
+        from sc_proxy.iptables import install_redirect
+
+        return install_redirect(config, dry_run=args.dry_run)
+    _install_loop_policy()
+    return asyncio.run(serve(config, started))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
