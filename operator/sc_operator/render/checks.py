@@ -1,0 +1,113 @@
+"""Rules that only rendering can check, as pure functions returning violations.
+
+They depend on the interception mode (a property of the Kubernetes namespace, not of the spec) or on the
+pinned endpoint list, so they are checked when a rollout is rendered, not at admission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sc_operator.render.inputs import RenderError, RenderInputs
+from sc_operator.render.names import is_dns1035_label
+
+RULE_LISTENER_COLLISION = "ListenersModePortCollision"
+RULE_HOSTNAME = "HostnameNotADnsLabel"
+RULE_INGRESS_OVERRIDE = "IngressPortOverrideCollision"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A refused input: the rule's id, the field path, and a message naming both."""
+
+    rule: str
+    field: str
+    message: str
+
+
+def listener_collisions(inputs: RenderInputs) -> list[Violation]:
+    """In the ``listeners`` interception mode the proxy binds each client alias ``127.255.x.y:port``; a task
+    that binds the same port on all addresses makes that bind fail, so such a task is refused, naming both
+    ports. (In the ``redirect`` mode iptables catches alias traffic before any bind, so nothing collides.)
+    """
+    if inputs.interception != "listeners" or inputs.service_connect is None:
+        return []
+    alias_ports: dict[int, str] = {}
+    for ep in sorted(inputs.pinned, key=lambda e: (e.port, e.dns_name)):
+        alias_ports.setdefault(ep.port, f"{ep.dns_name}:{ep.port}")
+    out = []
+    for port, where in inputs.task_ports():
+        if port in alias_ports:
+            out.append(
+                Violation(
+                    RULE_LISTENER_COLLISION,
+                    f"{where}.containerPort",
+                    f"{where}.containerPort {port} collides with client alias "
+                    f"{alias_ports[port]}, which this service must reach: in the no-privilege (listeners) "
+                    "interception mode the proxy binds every client-alias port itself. Change the "
+                    "containerPort or use the redirect mode",
+                )
+            )
+    for served in inputs.served():
+        override = served.ingress_port_override
+        if override and override in alias_ports:
+            out.append(
+                Violation(
+                    RULE_LISTENER_COLLISION,
+                    f"{served.field}.ingressPortOverride",
+                    f"{served.field}.ingressPortOverride {override} collides with client alias "
+                    f"{alias_ports[override]} in the no-privilege (listeners) interception mode",
+                )
+            )
+    return out
+
+
+def ingress_override_collisions(inputs: RenderInputs) -> list[Violation]:
+    """An ingressPortOverride is a port the proxy binds; it may not be a port the task binds itself."""
+    task = {port: where for port, where in inputs.task_ports()}
+    out = []
+    for served in inputs.served():
+        port = served.ingress_port_override
+        if port and port in task:
+            out.append(
+                Violation(
+                    RULE_INGRESS_OVERRIDE,
+                    f"{served.field}.ingressPortOverride",
+                    f"{served.field}.ingressPortOverride {port} is also "
+                    f"{task[port]}.containerPort: the proxy and the application cannot both listen on it",
+                )
+            )
+    return out
+
+
+def hostname_violations(inputs: RenderInputs) -> list[Violation]:
+    """``hostname`` becomes the pod's hostname, which Kubernetes requires to be a DNS label."""
+    out = []
+    for i, c in enumerate(inputs.containers()):
+        if c.hostname is not None and not (len(c.hostname) <= 63 and _is_dns1123_label(c.hostname)):
+            where = f"spec.taskDefinition.containerDefinitions[{i}].hostname"
+            out.append(
+                Violation(
+                    RULE_HOSTNAME,
+                    where,
+                    f"{where}: {c.hostname!r} must be a DNS label (at most 63 lowercase letters, digits and "
+                    "'-', starting and ending with a letter or digit) to become the pod's hostname",
+                )
+            )
+    return out
+
+
+def _is_dns1123_label(name: str) -> bool:
+    return is_dns1035_label(name) or (name[:1].isdigit() and is_dns1035_label("a" + name))
+
+
+def render_violations(inputs: RenderInputs) -> list[Violation]:
+    """Every rule above; an empty list means :func:`render_children` will succeed."""
+    try:
+        return [
+            *listener_collisions(inputs),
+            *ingress_override_collisions(inputs),
+            *hostname_violations(inputs),
+        ]
+    except RenderError as exc:
+        return [Violation("PortNameNotFound", str(exc).split(":", 1)[0], str(exc))]
