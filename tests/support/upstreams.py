@@ -165,9 +165,12 @@ async def _reply(
     body: bytes,
 ) -> None:
     hdrs = [*headers, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await _send(writer, conn, h11.Response(status_code=status, headers=hdrs))
-    await _send(writer, conn, h11.Data(data=body))
-    await _send(writer, conn, h11.EndOfMessage())
+    # One write, as most servers do for small responses (a kill cannot fall between head and body).
+    data = conn.send(h11.Response(status_code=status, headers=hdrs)) or b""
+    data += conn.send(h11.Data(data=body)) or b""
+    data += conn.send(h11.EndOfMessage()) or b""
+    writer.write(data)
+    await writer.drain()
 
 
 async def _main(name: str, host: str, port: int, ws_port: int | None) -> None:
