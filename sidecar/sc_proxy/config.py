@@ -329,8 +329,9 @@ class ProxyConfig(_Model):
         for i, alias in enumerate(self.aliases):
             key = (alias.address, alias.port)
             if key in seen_alias:
+                first = seen_alias[key]
                 raise ValueError(
-                    f"aliases.{i}: {alias.address}:{alias.port} is already aliases.{seen_alias[key]}"
+                    f"aliases.{i}: duplicate address:port {alias.address}:{alias.port} (aliases.{first})"
                 )
             seen_alias[key] = i
         self._check_ports()

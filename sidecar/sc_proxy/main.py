@@ -45,10 +45,16 @@ async def serve(config: ProxyConfig, started: float) -> int:
         if not inbound_only:
             plan.lifecycle.start_drain()
 
+    def render_metrics() -> bytes:
+        # Ejections end lazily on the next pick; settle them so an idle proxy reports the truth.
+        for cluster in plan.clusters.values():
+            cluster.ejected_hosts()
+        return REGISTRY.render()
+
     state = AdminState(
         version=config.version,
         config_json=lambda: config_json,
-        metrics=REGISTRY.render,
+        metrics=render_metrics,
         drain=drain,
     )
     admin = await start_admin(state, config.admin.address, config.admin.port)

@@ -1,0 +1,268 @@
+"""Run the real ``sc-proxy`` in tests, plus tiny real TCP upstreams.
+
+- :class:`ProxyProcess`: writes a config file, starts ``sc-proxy --config FILE`` as a process, waits until
+  ``/ready`` answers 200 (and records how long that took), reads ``/metrics``, stops it with a signal.
+- :class:`TcpUpstream`: a TCP server on a loopback address in a background thread (its own event loop), in
+  ``echo`` mode (bytes back, half-close honoured: EOF from the client → echo the rest, then EOF) or ``tag``
+  mode (first sends ``<name>\\n``, then echoes), counting connections; :meth:`TcpUpstream.kill` closes the
+  listener and resets every connection, like a task that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from support.procs import _die_with_parent
+
+SC_PROXY = Path(sys.executable).parent / "sc-proxy"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text → {"Name{labels}": value} (``Name`` alone when unlabelled)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m:
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def http_get(url: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, bytes]:
+    """(status, body) of one request, without raising on 4xx/5xx."""
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class ProxyProcess:
+    """One ``sc-proxy`` process."""
+
+    def __init__(
+        self, config: dict[str, Any], workdir: Path, name: str = "proxy", start: bool = True
+    ) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.path = workdir / f"{name}.yaml"
+        self.path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log = workdir / f"{name}.log"
+        admin = config.get("admin", {})
+        self.admin = f"http://{admin.get('address', '127.0.0.1')}:{admin['port']}"
+        self.popen: subprocess.Popen[bytes] | None = None
+        #: Seconds from process start to the first 200 from /ready.
+        self.ready_after: float | None = None
+        if start:
+            self.start()
+
+    def start(self, ready_timeout: float = 15.0) -> None:
+        t0 = time.monotonic()
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                [str(SC_PROXY), "--config", str(self.path)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        deadline = t0 + ready_timeout
+        while True:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"sc-proxy exited {self.popen.returncode}:\n{self.output()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if http_get(self.admin + "/ready", timeout=1)[0] == 200:
+                    self.ready_after = time.monotonic() - t0
+                    return
+            if time.monotonic() > deadline:
+                self.stop(signal.SIGKILL)
+                raise TimeoutError(f"sc-proxy not ready after {ready_timeout} s:\n{self.output()[-3000:]}")
+            time.sleep(0.01)
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, bytes]:
+        return http_get(self.admin + path, method)
+
+    def metrics(self) -> dict[str, float]:
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        return parse_metrics(body.decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample; 0 when absent. ``metric("RequestCount", DiscoveryName="a")``."""
+        key = name
+        if labels:
+            key += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        return self.metrics().get(key, 0.0)
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        """Send ``sig``, wait up to ``timeout`` (then SIGKILL); returns the exit code."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+def wait_for(what: str, check: Any, timeout: float = 10.0, step: float = 0.02) -> Any:
+    """Poll ``check()`` until truthy; its value, or AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
+        time.sleep(step)
+
+
+class _UpstreamProtocol(asyncio.Protocol):
+    def __init__(self, up: TcpUpstream) -> None:
+        self.up = up
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.up._conns.add(self)
+        self.up.connections += 1
+        if self.up.mode == "tag":
+            self.transport.write(self.up.name.encode() + b"\n")  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self.up.bytes_received += len(data)
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def eof_received(self) -> bool:
+        assert self.transport is not None
+        self.transport.write_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.up._conns.discard(self)
+
+
+class TcpUpstream:
+    """A TCP echo/tag server on ``host:port`` served from a background thread."""
+
+    def __init__(self, name: str, host: str, port: int | None = None, mode: str = "echo") -> None:
+        self.name = name
+        self.host = host
+        self.port = port or free_port(host)
+        self.mode = mode
+        self.connections = 0
+        self.bytes_received = 0
+        self._conns: set[_UpstreamProtocol] = set()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"upstream-{name}", daemon=True)
+        self._thread.start()
+        self.start()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def start(self) -> None:
+        async def go() -> asyncio.Server:
+            return await self._loop.create_server(
+                lambda: _UpstreamProtocol(self), self.host, self.port, reuse_address=True
+            )
+
+        self._server = self._call(go())
+
+    def kill(self) -> None:
+        """Stop listening and reset every open connection (the task died)."""
+
+        async def go() -> None:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            for conn in list(self._conns):
+                if conn.transport is not None:
+                    conn.transport.abort()
+
+        self._call(go())
+
+    def close(self) -> None:
+        self.kill()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+@contextlib.contextmanager
+def tcp_upstreams(*specs: tuple[str, str], mode: str = "echo") -> Iterator[list[TcpUpstream]]:
+    """Start one :class:`TcpUpstream` per (name, host); closed afterwards."""
+    ups = [TcpUpstream(name, host, mode=mode) for name, host in specs]
+    try:
+        yield ups
+    finally:
+        for up in ups:
+            up.close()
+
+
+def tcp_roundtrip(host: str, port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    """Connect, send ``payload``, half-close, read until EOF."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+def config_json(config: dict[str, Any]) -> str:
+    return json.dumps(config)

@@ -1,0 +1,51 @@
+"""Access log lines: TEXT and JSON, query strings off unless enabled."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from sc_proxy.accesslog import AccessLogger, AccessRecord
+
+REC = AccessRecord(
+    start_time=1_700_000_000.25,
+    direction="egress",
+    name="back",
+    method="GET",
+    path="/items?token=secret",
+    protocol="HTTP/1.1",
+    status=200,
+    bytes_received=3,
+    bytes_sent=10,
+    duration_ms=7,
+    upstream_service_time_ms=5,
+    request_id="abc",
+    authority="back:80",
+    upstream_host="10.0.0.1:80",
+)
+
+
+def test_text_drops_query_by_default() -> None:
+    out = io.StringIO()
+    AccessLogger("TEXT", stream=out).log(REC)
+    line = out.getvalue()
+    assert line == (
+        '[2023-11-14T22:13:20.250Z] "GET /items HTTP/1.1" 200 - 3 10 7 5 "-" "-" "abc" "back:80" '
+        '"10.0.0.1:80" egress back\n'
+    )
+
+
+def test_json_keeps_query_when_enabled() -> None:
+    out = io.StringIO()
+    AccessLogger("JSON", include_query=True, stream=out).log(REC)
+    doc = json.loads(out.getvalue())
+    assert doc["path"] == "/items?token=secret"
+    assert doc["start_time"] == "2023-11-14T22:13:20.250Z"
+    assert doc["status"] == 200
+    assert doc["upstream_host"] == "10.0.0.1:80"
+
+
+def test_json_drops_query_by_default() -> None:
+    out = io.StringIO()
+    AccessLogger("JSON", stream=out).log(REC)
+    assert json.loads(out.getvalue())["path"] == "/items"
