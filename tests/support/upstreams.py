@@ -7,6 +7,7 @@ implementation independent of the proxy's parser):
   ``Server: upstream-<name>`` header;
 - ``/status/<code>``: that status; ``/delay/<ms>``: answer after a pause; ``/close``: ``Connection: close``;
 - ``/reset``: abort the connection without answering; ``/stream/<bytes>``: a chunked body of that size;
+- ``/garbage``: a reply that is not HTTP;
 - ``/echo``: the request body streamed back (chunked); ``/sink``: the body's length and sha256 (streamed).
 
 With ``--ws`` it also serves a WebSocket echo on ``/ws`` (the ``websockets`` package), on ``--ws-port``.
@@ -109,6 +110,10 @@ async def _handle(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         writer.transport.abort()
         raise ConnectionError("reset on purpose")
+    if parts[0] == "garbage":
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        raise ConnectionError("garbage on purpose")
     if parts[0] == "echo":
         await _send(
             writer, conn, h11.Response(status_code=200, headers=[*base, (b"transfer-encoding", b"chunked")])

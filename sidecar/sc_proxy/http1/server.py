@@ -187,6 +187,10 @@ class Http1Connection(asyncio.Protocol):
         # Client half-closed. With nothing in flight we are done; otherwise finish the response, then close.
         if self.current is None and not self.queue:
             return False
+        if self.queue and not self.queue[-1].request_complete and self.relay is None:
+            # The request body can never complete: nothing sensible can be answered.
+            self.abort()
+            return False
         if self.relay is not None:
             transport = self.relay.transport
             if transport is not None and transport.can_write_eof():

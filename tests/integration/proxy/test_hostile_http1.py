@@ -1,0 +1,239 @@
+"""Hostile HTTP/1.1 input against a real ``sc-proxy`` process: each case gets the right status or a clean
+close, the process survives, and no connection leaks (ActiveConnectionCount returns to 0).
+
+One proxy serves the whole module (short header and idle timeouts so slow cases end quickly); a final
+property-based test drives random and mutated bytes into it and checks it still answers a valid request.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from support.http1env import (
+    VIP,
+    active_connections,
+    http_endpoint,
+    proxy_config,
+    raw_exchange,
+    read_until_close,
+    start_upstreams,
+    status_of,
+    wait_for,
+)
+from support.upstreams import ProxyProcess, UpstreamProcess
+
+LABEL = 'TargetDiscoveryName="backend"'
+VALID = b"GET /ok HTTP/1.1\r\nHost: backend\r\n\r\n"
+
+
+class Env:
+    def __init__(self, proxy: ProxyProcess, port: int, upstream: UpstreamProcess) -> None:
+        self.proxy = proxy
+        self.port = port
+        self.upstream = upstream
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tmp: Path = tmp_path_factory.mktemp("hostile")
+    (up,) = start_upstreams(tmp, "a")
+    cfg, ports = proxy_config(
+        [http_endpoint("backend", [(up.host, up.port)], timeouts={"idleTimeoutSeconds": 2})],
+        limits={"headerTimeoutSeconds": 0.5},
+    )
+    proxy = ProxyProcess(cfg, tmp)
+    try:
+        yield Env(proxy, ports["backend"], up)
+    finally:
+        proxy.stop(signal.SIGKILL)
+        up.stop()
+
+
+def assert_healthy(env: Env) -> None:
+    assert env.proxy.alive()
+    response, _ = raw_exchange(env.port, VALID.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert status_of(response) == 200
+    wait_for(lambda: active_connections(env.proxy) == 0, what="no leaked connection")
+
+
+CASES = [
+    ("garbage request line", b"GARBAGE\r\n\r\n", 400),
+    ("TLS hello on a plain port", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, 400),
+    ("space before colon", b"GET / HTTP/1.1\r\nHost : backend\r\n\r\n", 400),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: backend\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
+    ("bare LF", b"GET / HTTP/1.1\nHost: backend\n\n", 400),
+    ("NUL in a value", b"GET / HTTP/1.1\r\nHost: back\x00end\r\n\r\n", 400),
+    ("no Host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    (
+        "CL.TE smuggling",
+        b"POST / HTTP/1.1\r\nHost: backend\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: backend\r\n\r\n",
+        400,
+    ),
+    (
+        "TE.CL smuggling",
+        b"POST / HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+        b"8\r\nSMUGGLED\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "TE with an obfuscated value",
+        b"POST / HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        501,
+    ),
+    (
+        "differing Content-Length",
+        b"POST / HTTP/1.1\r\nHost: backend\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    (
+        "bad chunk size",
+        b"POST /sink HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nxyz\r\n",
+        400,
+    ),
+    ("headers over 64 KiB", b"GET / HTTP/1.1\r\nHost: backend\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+    ("HTTP/1.0", b"GET / HTTP/1.0\r\n\r\n", 426),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "status"), CASES, ids=[c[0] for c in CASES])
+def test_bad_requests_get_their_status_and_a_close(env: Env, name: str, data: bytes, status: int) -> None:
+    before = env.proxy.metric("TargetRejectedCount", LABEL)
+    response, closed = raw_exchange(env.port, data)
+    assert status_of(response) == status, (name, response[:200])
+    assert b"connection: close" in response.split(b"\r\n\r\n")[0]
+    assert closed, name
+    assert response.count(b"HTTP/1.1 ") == 1, "nothing after the refusal may be answered (no smuggling)"
+    if status in (400, 431, 501):
+        assert env.proxy.metric("TargetRejectedCount", LABEL) == before + 1
+    assert_healthy(env)
+
+
+def test_a_client_trickling_headers_is_cut_with_408(env: Env) -> None:
+    with socket.create_connection((VIP, env.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: backend\r\n")
+        t0 = time.monotonic()
+        got = b""
+        closed = False
+        for _ in range(40):  # one byte every 50 ms, bounded at 2 s
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                break
+            time.sleep(0.05)
+            sock.setblocking(False)
+            try:
+                piece = sock.recv(65536)
+            except BlockingIOError:
+                piece = None
+            except ConnectionResetError:
+                closed = True
+                break
+            finally:
+                sock.setblocking(True)
+            if piece == b"":
+                closed = True
+                break
+            if piece:
+                got += piece
+        rest, closed_after = read_until_close(sock, 2)
+        got += rest
+    assert status_of(got) == 408
+    assert closed or closed_after
+    assert 0.4 < time.monotonic() - t0 < 2.5
+    assert_healthy(env)
+
+
+def test_upstream_reset_gives_502_and_garbage_gives_502(env: Env) -> None:
+    for path in (b"/reset", b"/garbage"):
+        response, _ = raw_exchange(env.port, b"GET %s HTTP/1.1\r\nHost: backend\r\n\r\n" % path)
+        assert status_of(response) == 502, path
+    assert_healthy(env)
+
+
+def test_clients_vanishing_mid_request_leak_nothing(env: Env) -> None:
+    partials = [
+        b"GET / HTTP/1.1\r\nHos",
+        b"POST /sink HTTP/1.1\r\nHost: backend\r\nContent-Length: 1000\r\n\r\nonly-part",
+        b"POST /sink HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+        b"GET /delay/300 HTTP/1.1\r\nHost: backend\r\n\r\n",
+    ]
+    for data in partials:
+        with socket.create_connection((VIP, env.port), timeout=5) as sock:
+            sock.sendall(data)
+            time.sleep(0.05)
+    for data in partials:  # and the same with an RST instead of a FIN
+        with socket.create_connection((VIP, env.port), timeout=5) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.sendall(data)
+            time.sleep(0.05)
+    assert_healthy(env)
+
+
+def test_many_pipelined_requests_do_not_grow_without_bound(env: Env) -> None:
+    burst = VALID * 2000  # far more than the pipeline depth: reading pauses, all are answered in order
+    with socket.create_connection((VIP, env.port), timeout=10) as sock:
+        sock.sendall(burst + b"GET /ok HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
+        data, closed = read_until_close(sock, 30)
+    assert closed
+    assert data.count(b"HTTP/1.1 200 ") == 2001
+    assert_healthy(env)
+
+
+_MUTATION_BASES = [
+    VALID,
+    b"POST /sink HTTP/1.1\r\nHost: backend\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /sink HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: backend\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+]
+
+
+@st.composite
+def mutated_requests(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(_MUTATION_BASES)))
+    for _ in range(draw(st.integers(1, 6))):
+        pos = draw(st.integers(0, len(data)))
+        op = draw(st.sampled_from(["insert", "delete", "replace", "duplicate"]))
+        piece = draw(
+            st.sampled_from([b"\r\n", b"\n", b"\x00", b" ", b":", b"0", b"-1", b"\t", b"\xff", b"chunked"])
+        )
+        if op == "insert":
+            data[pos:pos] = piece
+        elif op == "delete":
+            del data[pos : pos + draw(st.integers(1, 8))]
+        elif op == "replace" and pos < len(data):
+            data[pos] = draw(st.integers(0, 255))
+        else:
+            data[pos:pos] = data[max(0, pos - 20) : pos]
+    return bytes(data)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
+@given(payload=st.one_of(st.binary(min_size=1, max_size=512), mutated_requests()))
+def test_fuzzed_bytes_never_crash_the_proxy(env: Env, payload: bytes) -> None:
+    with socket.create_connection((VIP, env.port), timeout=5) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        response, _ = read_until_close(sock, 4)
+    if response:
+        # Whatever came back is HTTP/1.1 with a status the proxy is allowed to give.
+        assert response.startswith(b"HTTP/1.1 "), response[:80]
+        assert status_of(response) in {101, 200, 400, 405, 408, 426, 431, 501, 502, 503, 504, 505}
+    assert env.proxy.alive()
+
+
+def test_after_fuzzing_the_proxy_serves_and_holds_no_connection(env: Env) -> None:
+    assert_healthy(env)
