@@ -1,0 +1,34 @@
+"""Validation as pure functions: what ECS refuses, we refuse, naming the rule, the field and the ECS text.
+
+- :func:`validate_service` / :func:`parse_and_validate`: one ConnectService object or spec, every
+  violation (schema limits and the Service Connect rules);
+- :func:`validate_spec`: the same on an already parsed spec;
+- :func:`validate_registration`: cross-object rules against the ConnectNamespaces' registries;
+- :func:`effective_endpoints`: what a service registers, defaults applied;
+- :data:`STANDALONE_TASK_MESSAGE`: for the pod webhook; :data:`RULES`: rule id -> one-line rule.
+"""
+
+from sc_operator.validation.endpoints import LocatedEndpoint, effective_endpoints, located_endpoints
+from sc_operator.validation.registry import RegistryView, validate_registration
+from sc_operator.validation.service import parse_and_validate, validate_service, validate_spec
+from sc_operator.validation.violation import (
+    DEPLOYMENT_CONTROLLER_MESSAGE,
+    RULES,
+    STANDALONE_TASK_MESSAGE,
+    Violation,
+)
+
+__all__ = [
+    "DEPLOYMENT_CONTROLLER_MESSAGE",
+    "RULES",
+    "STANDALONE_TASK_MESSAGE",
+    "LocatedEndpoint",
+    "RegistryView",
+    "Violation",
+    "effective_endpoints",
+    "located_endpoints",
+    "parse_and_validate",
+    "validate_registration",
+    "validate_service",
+    "validate_spec",
+]

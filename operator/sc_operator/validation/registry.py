@@ -1,0 +1,81 @@
+"""Cross-object rules: a service against the registries of the ConnectNamespaces (pure).
+
+A registry is any object with ``endpoints`` (registered Endpoints with their owning service) and
+``holders()`` (every member service, client-only ones included); ``sc_operator.registry.Registry`` is one.
+Endpoints the service itself already holds never conflict, so re-validating a registered service is quiet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from sc_operator.api.common import Endpoint, ServiceRef
+from sc_operator.api.service import ConnectServiceSpec
+from sc_operator.validation.endpoints import SCC, located_endpoints
+from sc_operator.validation.violation import Violation
+
+
+class RegistryView(Protocol):
+    """What the rules read of a ConnectNamespace's registry."""
+
+    @property
+    def endpoints(self) -> Sequence[Endpoint]: ...
+
+    def holders(self) -> list[ServiceRef]: ...
+
+
+def validate_registration(
+    spec: ConnectServiceSpec,
+    owner: ServiceRef,
+    namespace: str,
+    registries: Mapping[str, RegistryView],
+) -> list[Violation]:
+    """Every violation of registering ``owner`` (with ``spec``) in ``namespace``.
+
+    ``registries`` maps ConnectNamespace names to their registries; it should hold every namespace, so
+    that "a service in two namespaces" can be seen.
+    """
+    violations: list[Violation] = []
+    for other_name, other in sorted(registries.items()):
+        if other_name == namespace:
+            continue
+        if owner in other.holders() or any(ep.service == owner for ep in other.endpoints):
+            violations.append(
+                Violation(
+                    "one-namespace",
+                    f"{SCC}.namespace",
+                    f"a service belongs to at most one namespace; {owner} is registered in ConnectNamespace "
+                    f"{other_name!r} and cannot also join {namespace!r} until it leaves {other_name!r}",
+                )
+            )
+    registry = registries.get(namespace)
+    if registry is None:
+        return violations
+    others = [ep for ep in registry.endpoints if ep.service != owner]
+    by_discovery = {ep.discovery_name: ep for ep in others}
+    by_alias = {(ep.dns_name, ep.port): ep for ep in others}
+    for located in located_endpoints(spec, owner):
+        endpoint = located.endpoint
+        held = by_discovery.get(endpoint.discovery_name)
+        if held is not None:
+            violations.append(
+                Violation(
+                    "discovery-name-duplicate",
+                    f"{located.path}.discoveryName",
+                    f"discovery names must be unique within a namespace; {endpoint.discovery_name!r} is "
+                    f"already registered in {namespace!r} by {held.service} (discoveryName defaults to "
+                    f"the portName)",
+                )
+            )
+        held = by_alias.get((endpoint.dns_name, endpoint.port))
+        if held is not None:
+            violations.append(
+                Violation(
+                    "client-alias-duplicate",
+                    f"{located.path}.clientAliases[0]",
+                    f"each (dnsName, port) must be unique within a namespace; {endpoint.dns_name}:"
+                    f"{endpoint.port} is already registered in {namespace!r} by {held.service}",
+                )
+            )
+    return violations

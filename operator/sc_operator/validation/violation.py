@@ -1,0 +1,58 @@
+"""A refusal: which rule, which field, and a message that names the ECS rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The message the webhook gives a pod that asks for Service Connect but belongs to no ConnectService.
+STANDALONE_TASK_MESSAGE = (
+    "Service Connect supports only tasks created by a service; standalone tasks are not supported"
+)
+DEPLOYMENT_CONTROLLER_MESSAGE = (
+    "Service Connect supports only the ECS deployment controller; "
+    "CODE_DEPLOY (blue/green) and EXTERNAL are not supported"
+)
+
+#: Rule id -> the rule in one line, as ECS states it. `scctl validate --rules` prints this table.
+RULES: dict[str, str] = {
+    "schema": "the object must match the ConnectService schema (field names and types of the ECS API)",
+    "required": "a required ECS field is missing",
+    "deployment-controller": DEPLOYMENT_CONTROLLER_MESSAGE,
+    "standalone-task": STANDALONE_TASK_MESSAGE,
+    "windows": "Service Connect does not support Windows containers",
+    "task-memory-required": "Service Connect requires task-level memory in the task definition",
+    "task-size": "task cpu and memory are ECS sizes: CPU units or vCPU, MiB or GB",
+    "container-memory": "container memory limits are allowed only below the task memory (their sum)",
+    "bridge-hostname": "hostname is not supported for Service Connect tasks in bridge network mode",
+    "links": "task definition links are not supported with Service Connect",
+    "bridge-tls": "Service Connect TLS is not supported in bridge network mode",
+    "network-mode": "Service Connect endpoints (ingress) need the awsvpc or bridge network mode",
+    "tcp-per-request-timeout": "perRequestTimeoutSeconds applies only to appProtocol http, http2 or grpc",
+    "port-name": "portName and portMappings[].name: up to 64 characters of [a-z0-9_-], not starting with '-'",
+    "port-name-unknown": "portName must match the name of a portMapping in the task definition",
+    "port-name-duplicate": "a portName is served once per service; a portMapping name is used once per task",
+    "discovery-name": "discoveryName: up to 64 characters of [a-z0-9_-], not starting with '-'",
+    "dns-name": "dnsName: up to 127 characters of [a-z0-9_.-], not starting with '-', a valid DNS name",
+    "port-range": "ports must be 1-65535 (the ECS agent refuses 0)",
+    "timeout-range": "timeouts must be 0-2147483647 seconds (0 disables the timeout)",
+    "client-alias": "each Service Connect service needs exactly one clientAlias, with a port",
+    "access-log": "accessLogConfiguration requires logConfiguration",
+    "discovery-name-duplicate": "discovery names must be unique within a namespace",
+    "client-alias-duplicate": "each (dnsName, port) of a client alias must be unique within a namespace",
+    "one-namespace": "a service belongs to at most one namespace",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule. ``str()`` gives ``field: [rule] message``, the form users see."""
+
+    rule: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: [{self.rule}] {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "field": self.field, "message": self.message}
