@@ -12,21 +12,18 @@ they fail: CI must prove they ran.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from support.crds import CRD_DIR, crd_documents, wait_established
 from support.envtest import REPO, EnvTest, KubeAPI, Unavailable, find_assets, find_tools
 from support.gate import unavailable
 from support.kubectl import Kubectl
 from support.procs import Proc
-
-CRD_DIR = REPO / "crds"
 
 
 @pytest.fixture(scope="session")
@@ -97,32 +94,6 @@ def namespace(api_client: Any) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
-
-
-def crd_documents() -> list[dict[str, Any]]:
-    """Every CustomResourceDefinition in crds/ (one or more YAML documents per file)."""
-    docs: list[dict[str, Any]] = []
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
-    return docs
-
-
-def wait_established(api_client: Any, names: list[str], timeout: float = 30.0) -> None:
-    """Wait until every named CRD has condition Established=True (and NamesAccepted=True)."""
-    from kubernetes import client
-
-    ext = client.ApiextensionsV1Api(api_client)
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending and time.monotonic() < deadline:
-        for name in sorted(pending):
-            crd = ext.read_custom_resource_definition(name)
-            conds = {c.type: c.status for c in (crd.status.conditions or [])}
-            if conds.get("Established") == "True" and conds.get("NamesAccepted") == "True":
-                pending.discard(name)
-        if pending:
-            time.sleep(0.2)
-    assert not pending, f"CRDs not Established after {timeout:.0f} s: {sorted(pending)}"
 
 
 @pytest.fixture(scope="session")
