@@ -184,9 +184,17 @@ class _UpstreamProtocol(asyncio.Protocol):
         self.transport.write(data)
 
     def eof_received(self) -> bool:
-        assert self.transport is not None
-        self.transport.write_eof()
-        return True
+        # Everything read was echoed: returning False closes after flushing the write buffer.
+        return False
+
+    # Honest back-pressure: an echo that reads faster than it can write would hide the proxy's behaviour.
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.up._conns.discard(self)
@@ -252,16 +260,18 @@ def tcp_upstreams(*specs: tuple[str, str], mode: str = "echo") -> Iterator[list[
 
 
 def tcp_roundtrip(host: str, port: int, payload: bytes, timeout: float = 5.0) -> bytes:
-    """Connect, send ``payload``, half-close, read until EOF."""
+    """Connect, send ``payload``, half-close, read until EOF; what arrived before a close or reset."""
+    chunks: list[bytes] = []
     with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                return b"".join(chunks)
-            chunks.append(data)
+        try:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            while data := s.recv(65536):
+                chunks.append(data)
+        except (ConnectionResetError, BrokenPipeError, OSError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+    return b"".join(chunks)
 
 
 def config_json(config: dict[str, Any]) -> str:
