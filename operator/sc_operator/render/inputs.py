@@ -89,8 +89,21 @@ class RenderInputs:
 
     @property
     def pinned(self) -> list[Endpoint]:
-        """The namespace's endpoints as pinned for this rollout (what its tasks can reach)."""
-        return list(self.deployment.endpoints or [])
+        """The pinned endpoints this rollout's tasks reach through the proxy.
+
+        That is the namespace's endpoints as pinned at the rollout's creation, except, in the ``listeners``
+        mode, the service's own endpoints whose alias port the task binds itself (nginx serving port 80
+        and aliased as nginx:80): the proxy could not bind that alias, and a task reaches itself directly.
+        """
+        pinned = list(self.deployment.endpoints or [])
+        if self.interception != "listeners":
+            return pinned
+        own_ports = {port for port, _ in self.task_ports()}
+        return [ep for ep in pinned if not (self.owns(ep) and ep.port in own_ports)]
+
+    def owns(self, ep: Endpoint) -> bool:
+        """Whether ``ep`` is one of this service's own endpoints."""
+        return ep.service.namespace == self.k8s_namespace and ep.service.name == self.service_name
 
     @property
     def native_sidecar(self) -> bool:

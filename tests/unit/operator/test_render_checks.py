@@ -1,0 +1,71 @@
+"""Render-time rules: the no-privilege (listeners) mode refuses a task port that collides with an alias."""
+
+from __future__ import annotations
+
+import pytest
+from render_support import CLIENT_SPEC, NGINX_ENDPOINT, NGINX_SPEC, endpoint, make_inputs, with_container
+
+from sc_operator.render import RenderError, render_children, render_violations
+from sc_operator.render.checks import RULE_HOSTNAME, RULE_INGRESS_OVERRIDE, RULE_LISTENER_COLLISION
+
+
+def _web_on_80() -> dict[str, object]:
+    """A client service (not nginx) whose own container listens on 80 and must reach nginx:80."""
+    return with_container(CLIENT_SPEC, portMappings=[{"name": "web", "containerPort": 80}])
+
+
+def test_listeners_mode_refuses_a_port_colliding_with_an_alias_naming_both() -> None:
+    inputs = make_inputs(_web_on_80(), name="shop", interception="listeners")
+    [v] = render_violations(inputs)
+    assert v.rule == RULE_LISTENER_COLLISION
+    assert v.field == "spec.taskDefinition.containerDefinitions[0].portMappings[0].containerPort"
+    assert "containerPort 80" in v.message
+    assert "client alias nginx:80" in v.message
+    with pytest.raises(RenderError, match=RULE_LISTENER_COLLISION):
+        render_children(inputs)
+
+
+def test_redirect_mode_has_no_such_collision() -> None:
+    inputs = make_inputs(_web_on_80(), name="shop", interception="redirect")
+    assert render_violations(inputs) == []
+    render_children(inputs)
+
+
+def test_listeners_mode_without_colliding_ports_is_fine() -> None:
+    eps = [NGINX_ENDPOINT, endpoint("redis", "redis", 6379, None, "redis")]
+    inputs = make_inputs(with_container(CLIENT_SPEC, portMappings=[{"containerPort": 8080}]), name="shop",
+                         endpoints=eps, interception="listeners")  # fmt: skip
+    assert render_violations(inputs) == []
+
+
+def test_listeners_mode_refuses_an_ingress_override_on_an_alias_port() -> None:
+    spec = dict(NGINX_SPEC)
+    spec["serviceConnectConfiguration"] = {
+        "enabled": True,
+        "services": [{"portName": "nginx", "clientAliases": [{"port": 80}], "ingressPortOverride": 6379}],
+    }
+    inputs = make_inputs(spec, endpoints=[NGINX_ENDPOINT, endpoint("redis", "redis", 6379, None, "redis")],
+                         interception="listeners")  # fmt: skip
+    [v] = render_violations(inputs)
+    assert v.field == "spec.serviceConnectConfiguration.services[0].ingressPortOverride"
+    assert "6379" in v.message
+    assert "redis:6379" in v.message
+
+
+def test_ingress_override_on_a_task_port_is_refused() -> None:
+    spec = dict(NGINX_SPEC)
+    spec["serviceConnectConfiguration"] = {
+        "enabled": True,
+        "services": [{"portName": "nginx", "clientAliases": [{"port": 80}], "ingressPortOverride": 80}],
+    }
+    [v] = render_violations(make_inputs(spec))
+    assert v.rule == RULE_INGRESS_OVERRIDE
+    assert "ingressPortOverride 80" in v.message
+    assert "portMappings[0].containerPort" in v.message
+
+
+def test_hostname_must_be_a_dns_label() -> None:
+    [v] = render_violations(make_inputs(with_container(NGINX_SPEC, hostname="Web_1")))
+    assert v.rule == RULE_HOSTNAME
+    assert v.field == "spec.taskDefinition.containerDefinitions[0].hostname"
+    assert render_violations(make_inputs(with_container(NGINX_SPEC, hostname="1web"))) == []

@@ -1,0 +1,157 @@
+"""The renderer's small pure parts: names, port choices, VIPs, CPU conversion."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sc_operator.render import assign_vips, cpu_millicores, headless_service_name
+from sc_operator.render.containers import container_name
+from sc_operator.render.names import is_dns1035_label, is_label_value, is_port_name, label_value
+from sc_operator.render.ports import ServedPort, plan_ports
+from sc_operator.render.vips import host_aliases
+
+discovery_names = st.from_regex(r"\A[a-z0-9_][a-z0-9_-]{0,63}\Z")
+
+
+@given(discovery_names, st.sampled_from(["", "service-connect", "prod"]))
+def test_headless_names_are_always_dns_1035(name: str, ns: str) -> None:
+    result = headless_service_name(name, ns)
+    assert is_dns1035_label(result), result
+    assert result == headless_service_name(name, ns)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("a_b", "a-b"), ("x" * 64, "x" * 63), ("nginx", "nginx_"), ("_api", "api")],
+)
+def test_headless_names_do_not_collide(a: str, b: str) -> None:
+    assert headless_service_name(a, "ns") != headless_service_name(b, "ns")
+    assert headless_service_name(a) != headless_service_name(b)
+
+
+def test_headless_names_differ_per_connect_namespace() -> None:
+    assert headless_service_name("nginx", "staging") != headless_service_name("nginx", "prod")
+    assert headless_service_name("nginx", "prod").startswith("sc-nginx-")
+    assert headless_service_name("nginx") == "sc-nginx"
+
+
+@given(st.text(alphabet="abcXYZ_-.019/", min_size=1, max_size=300))
+def test_label_values_are_valid(value: str) -> None:
+    assert is_label_value(label_value(value))
+
+
+@given(st.from_regex(r"\A[a-zA-Z0-9_-]{1,255}\Z"))
+def test_container_names_are_dns_labels(name: str) -> None:
+    result = container_name(name)
+    assert len(result) <= 63
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", result), result
+    assert result not in ("sc-proxy", "sc-intercept")
+
+
+def test_port_name_rules() -> None:
+    assert is_port_name("sc-http")
+    assert is_port_name("nginx")
+    assert not is_port_name("metrics_port")
+    assert not is_port_name("a--b")
+    assert not is_port_name("8080")
+    assert not is_port_name("x" * 16)
+
+
+# -- ports -----------------------------------------------------------------------------------------
+
+
+def test_preferred_ports_when_free() -> None:
+    plan = plan_ports([80], [ServedPort("nginx", 80)], admin_preferred=9901, egress_preferred=15001,
+                      ingress_base=15100)  # fmt: skip
+    assert (plan.admin, plan.egress, plan.ingress) == (9901, 15001, {"nginx": 15100})
+
+
+def test_ports_skip_task_ports() -> None:
+    served = [ServedPort("a", 9901), ServedPort("b", 15001), ServedPort("c", 15100)]
+    plan = plan_ports([9901, 15001, 15100, 15101], served, admin_preferred=9901, egress_preferred=15001,
+                      ingress_base=15100)  # fmt: skip
+    assert (plan.admin, plan.egress) == (9902, 15002)
+    assert plan.ingress == {"a": 15102, "b": 15103, "c": 15104}
+
+
+def test_override_wins_and_is_avoided_by_the_others() -> None:
+    served = [ServedPort("a", 80, ingress_port_override=15100), ServedPort("b", 81)]
+    plan = plan_ports([80, 81], served, admin_preferred=9901, egress_preferred=15001, ingress_base=15100)
+    assert plan.ingress == {"a": 15100, "b": 15101}
+
+
+@given(
+    st.sets(st.integers(1, 65535), max_size=30),
+    st.sets(st.integers(9890, 9910) | st.integers(14990, 15010) | st.integers(15090, 15130), max_size=40),
+    st.integers(0, 5),
+)
+def test_chosen_ports_never_collide(
+    random_ports: set[int], near_defaults: set[int], served_count: int
+) -> None:
+    task_ports = random_ports | near_defaults
+    served = [ServedPort(f"e{i}", 1) for i in range(served_count)]
+    plan = plan_ports(task_ports, served, admin_preferred=9901, egress_preferred=15001, ingress_base=15100)
+    chosen = [plan.admin, plan.egress, *plan.ingress.values()]
+    assert len(set(chosen)) == len(chosen)
+    assert not set(chosen) & task_ports
+
+
+# -- VIPs ------------------------------------------------------------------------------------------
+
+
+def test_vips_in_sorted_dns_name_order_shared_per_name() -> None:
+    vips = assign_vips([("redis", 6379), ("api", 8080), ("api", 9090), ("nginx", 80)])
+    assert vips == {
+        ("api", 8080): "127.255.0.1",
+        ("api", 9090): "127.255.0.1",
+        ("nginx", 80): "127.255.0.2",
+        ("redis", 6379): "127.255.0.3",
+    }
+    assert host_aliases(vips) == [
+        {"ip": "127.255.0.1", "hostnames": ["api"]},
+        {"ip": "127.255.0.2", "hostnames": ["nginx"]},
+        {"ip": "127.255.0.3", "hostnames": ["redis"]},
+    ]
+
+
+@given(st.lists(st.tuples(st.from_regex(r"\A[a-z][a-z0-9.-]{0,20}\Z"), st.integers(1, 65535)), max_size=300))
+def test_vips_are_in_range_distinct_per_name_and_order_independent(pairs: list[tuple[str, int]]) -> None:
+    vips = assign_vips(pairs)
+    assert vips == assign_vips(list(reversed(pairs)))
+    net = ipaddress.IPv4Network("127.255.0.0/16")
+    by_name: dict[str, str] = {}
+    for (name, _), ip in vips.items():
+        addr = ipaddress.IPv4Address(ip)
+        assert addr in net
+        assert addr not in (net.network_address, net.broadcast_address)
+        assert by_name.setdefault(name, ip) == ip
+    assert len(set(by_name.values())) == len(by_name)
+
+
+def test_more_than_256_names_cross_into_the_next_octet() -> None:
+    vips = assign_vips((f"svc{i:04d}", 80) for i in range(300))
+    assert vips[("svc0254", 80)] == "127.255.0.255"
+    assert vips[("svc0255", 80)] == "127.255.1.0"
+    assert vips[("svc0299", 80)] == "127.255.1.44"
+
+
+# -- CPU -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("units", "millicores"), [(0, 0), (1, 1), (2, 2), (100, 98), (256, 250), (512, 500), (1024, 1000),
+                              (1025, 1001), (10240, 10000)],
+)  # fmt: skip
+def test_cpu_units_to_millicores(units: int, millicores: int) -> None:
+    assert cpu_millicores(units) == millicores
+
+
+@given(st.integers(0, 1_000_000))
+def test_millicores_never_less_than_asked(units: int) -> None:
+    m = cpu_millicores(units)
+    assert m * 1024 >= units * 1000 > (m - 1) * 1024
