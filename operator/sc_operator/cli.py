@@ -1,0 +1,192 @@
+"""``scctl``: the command-line tool of Service Connect for Kubernetes.
+
+- ``scctl version``
+- ``scctl crds``: every CRD as one multi-document YAML stream (``scctl crds | kubectl apply -f -``)
+- ``scctl validate -f FILE``: the operator's validation rules on ConnectService YAML/JSON, offline;
+  exit 1 when anything is refused (``-f -`` reads stdin; ``--rules`` lists the rules)
+- ``scctl import-ecs --service create-service.json --task-definition task-def.json``: ECS JSON in,
+  ConnectService YAML out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from sc_operator import API_VERSION, __version__
+from sc_operator.api.namespace import ConnectNamespaceSpec
+from sc_operator.crdgen import multi_document_yaml
+from sc_operator.ecsimport import EcsImportError, import_ecs
+from sc_operator.validation import RULES, Violation, validate_service
+from sc_operator.validation.schema import violations_from
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+class InputError(Exception):
+    """A file cannot be read or parsed; the message names the file."""
+
+
+def _read(path: str, stdin: TextIO) -> str:
+    if path == "-":
+        return stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _documents(path: str, stdin: TextIO) -> Iterator[Any]:
+    text = _read(path, stdin)
+    try:
+        # JSON is YAML, so one loader reads both; a JSON list of objects counts as several documents.
+        for doc in yaml.safe_load_all(text):
+            if isinstance(doc, list):
+                yield from doc
+            elif isinstance(doc, dict) and doc.get("kind") == "List":
+                yield from doc.get("items") or []
+            elif doc is not None:
+                yield doc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not YAML or JSON: {exc}") from exc
+
+
+def _name(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata") or {}
+    name = meta.get("name", "<unnamed>")
+    return f"{meta['namespace']}/{name}" if meta.get("namespace") else str(name)
+
+
+def _schema_only(doc: dict[str, Any], model: type[BaseModel]) -> list[Violation]:
+    try:
+        model.model_validate(doc.get("spec") or {})
+    except ValidationError as exc:
+        return violations_from(exc, "spec")
+    return []
+
+
+def validate_document(doc: Any) -> tuple[str, list[Violation]] | None:
+    """(label, violations) for one of our objects; None for documents of other kinds."""
+    if not isinstance(doc, dict):
+        return "document", [Violation("schema", "(document)", "expected a mapping (an object)")]
+    kind = doc.get("kind")
+    if kind not in ("ConnectService", "ConnectNamespace"):
+        return None
+    violations: list[Violation] = []
+    if doc.get("apiVersion") != API_VERSION:
+        violations.append(
+            Violation("schema", "apiVersion", f"must be {API_VERSION}; got {doc.get('apiVersion')!r}")
+        )
+    if kind == "ConnectService":
+        violations.extend(validate_service(doc))
+    else:
+        violations.extend(_schema_only(doc, ConnectNamespaceSpec))
+    return f"{kind} {_name(doc)}", violations
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    if args.rules:
+        width = max(len(rule) for rule in RULES)
+        for rule, text in RULES.items():
+            out.write(f"{rule:<{width}}  {text}\n")
+        return EXIT_OK
+    if not args.filename:
+        err.write("scctl validate: give at least one -f FILE (or -f - for stdin)\n")
+        return EXIT_USAGE
+    refused = checked = 0
+    report: list[dict[str, Any]] = []
+    for path in args.filename:
+        try:
+            docs = list(_documents(path, stdin))
+        except InputError as exc:
+            err.write(f"scctl validate: {exc}\n")
+            return EXIT_USAGE
+        for doc in docs:
+            result = validate_document(doc)
+            if result is None:
+                continue
+            label, violations = result
+            checked += 1
+            refused += bool(violations)
+            report.append({"file": path, "object": label, "violations": [v.as_dict() for v in violations]})
+            if args.output == "text":
+                if violations:
+                    out.write(f"{path}: {label}: refused\n")
+                    out.writelines(f"  {violation}\n" for violation in violations)
+                else:
+                    out.write(f"{path}: {label}: ok\n")
+    if args.output == "json":
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    if checked == 0:
+        err.write("scctl validate: no ConnectService or ConnectNamespace found\n")
+        return EXIT_USAGE
+    return EXIT_REFUSED if refused else EXIT_OK
+
+
+def cmd_import_ecs(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    try:
+        service = json.loads(_read(args.service, stdin))
+        task_definition = json.loads(_read(args.task_definition, stdin)) if args.task_definition else None
+        obj, dropped = import_ecs(service, task_definition, name=args.name, namespace=args.namespace)
+    except (InputError, EcsImportError) as exc:
+        err.write(f"scctl import-ecs: {exc}\n")
+        return EXIT_USAGE
+    except json.JSONDecodeError as exc:
+        err.write(f"scctl import-ecs: not JSON: {exc}\n")
+        return EXIT_USAGE
+    out.write(yaml.safe_dump(obj, sort_keys=False, width=110))
+    for path in dropped:
+        err.write(f"note: dropped {path} (no meaning on Kubernetes)\n")
+    # The conversion is faithful; what ECS would refuse, the operator refuses too, so say it now.
+    for violation in validate_service(obj):
+        err.write(f"warning: {violation}\n")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scctl", description="Service Connect for Kubernetes")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("version", help="print the version")
+    sub.add_parser("crds", help="print the CRDs as multi-document YAML (pipe into kubectl apply -f -)")
+    validate = sub.add_parser("validate", help="check ConnectService objects against the operator's rules")
+    validate.add_argument(
+        "-f", "--filename", action="append", default=[], help="YAML or JSON file, '-' for stdin (repeatable)"
+    )
+    validate.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    validate.add_argument("--rules", action="store_true", help="list the rules and exit")
+    imp = sub.add_parser("import-ecs", help="convert ECS create-service + task definition JSON to YAML")
+    imp.add_argument("--service", required=True, help="create-service input JSON ('-' for stdin)")
+    imp.add_argument(
+        "--task-definition",
+        help="register-task-definition input JSON (or its describe-task-definition output)",
+    )
+    imp.add_argument("--name", help="metadata.name (default: serviceName)")
+    imp.add_argument("--namespace", help="metadata.namespace (default: none)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None) -> int:
+    """Entry point of the ``scctl`` console script."""
+    args = build_parser().parse_args(argv)
+    out, err, inp = sys.stdout, sys.stderr, stdin or sys.stdin
+    if args.command == "version":
+        out.write(f"scctl {__version__} ({API_VERSION})\n")
+        return EXIT_OK
+    if args.command == "crds":
+        out.write(multi_document_yaml())
+        return EXIT_OK
+    if args.command == "validate":
+        return cmd_validate(args, out, err, inp)
+    return cmd_import_ecs(args, out, err, inp)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
