@@ -22,10 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sc_operator import GROUP, VERSION
 from sc_operator.api.common import Endpoint, ServiceRef
-
-PLURAL = "connectnamespaces"
+from sc_operator.kube import CONNECT_NAMESPACES, ApiError, Kube
 
 
 class RegistryConflict(Exception):
@@ -215,7 +213,7 @@ Change = Callable[[Registry], "Registry | None"]
 
 
 def update_registry(
-    api: Any,
+    kube: Kube,
     namespace: str,
     change: Change,
     *,
@@ -225,19 +223,16 @@ def update_registry(
 ) -> Registry:
     """Apply ``change`` to ConnectNamespace ``namespace``'s status with optimistic concurrency.
 
-    ``api`` is a ``kubernetes.client.CustomObjectsApi``. Each attempt reads the object, applies the pure
-    change and replaces the status with the ``resourceVersion`` it read; a ``409`` means someone else wrote
-    in between, so it re-reads and retries after a jittered, growing delay. :class:`RegistryConflict` from
-    the change propagates at once (retrying cannot fix it). Returns the registry as written (or as read,
-    when the change was a no-op).
+    Each attempt reads the object, applies the pure change and replaces the status with the
+    ``resourceVersion`` it read; a ``409`` means someone else wrote in between, so it re-reads and retries
+    after a jittered, growing delay. :class:`RegistryConflict` from the change propagates at once (retrying
+    cannot fix it). Returns the registry as written (or as read, when the change was a no-op).
     """
-    from kubernetes.client.exceptions import ApiException
-
     delay = base_delay
     for _ in range(attempts):
         try:
-            obj = api.get_cluster_custom_object_status(GROUP, VERSION, PLURAL, namespace)
-        except ApiException as exc:
+            obj = kube.get(CONNECT_NAMESPACES, namespace)
+        except ApiError as exc:
             if exc.status == 404:
                 raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
             raise
@@ -252,9 +247,9 @@ def update_registry(
             "status": new.to_status(),
         }
         try:
-            api.replace_cluster_custom_object_status(GROUP, VERSION, PLURAL, namespace, body)
+            kube.request("PUT", CONNECT_NAMESPACES.path(None, namespace, "status"), body)
             return new
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
             if exc.status != 409:

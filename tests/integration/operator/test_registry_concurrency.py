@@ -16,8 +16,8 @@ from kubernetes import client
 
 from sc_operator import GROUP, VERSION
 from sc_operator.api.common import Endpoint, ServiceRef
+from sc_operator.kube import Kube
 from sc_operator.registry import (
-    PLURAL,
     NamespaceNotFound,
     Registry,
     RegistryConflict,
@@ -26,6 +26,7 @@ from sc_operator.registry import (
     update_registry,
 )
 
+PLURAL = "connectnamespaces"
 SERVICES = 32
 THREADS = 16
 
@@ -62,9 +63,11 @@ def test_concurrent_registration_loses_and_doubles_nothing(api_client: Any, conn
     def api() -> Any:
         return client.CustomObjectsApi(api_client)
 
+    kube = Kube(api_client)
+
     def reg(i: int) -> None:
         svc = ServiceRef(namespace="shop", name=f"svc-{i:02d}")
-        update_registry(api(), connect_namespace, lambda r: register(r, svc, endpoints_for(i), tasks=i))
+        update_registry(kube, connect_namespace, lambda r: register(r, svc, endpoints_for(i), tasks=i))
 
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(reg, range(SERVICES)))
@@ -84,9 +87,9 @@ def test_concurrent_registration_loses_and_doubles_nothing(api_client: Any, conn
     def churn(i: int) -> None:
         svc = ServiceRef(namespace="shop", name=f"svc-{i:02d}")
         if i % 2:
-            update_registry(api(), connect_namespace, lambda r: deregister(r, svc))
+            update_registry(kube, connect_namespace, lambda r: deregister(r, svc))
         else:
-            update_registry(api(), connect_namespace, lambda r: register(r, svc, endpoints_for(i)[:1]))
+            update_registry(kube, connect_namespace, lambda r: register(r, svc, endpoints_for(i)[:1]))
 
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(churn, range(SERVICES)))
@@ -106,7 +109,7 @@ def test_racing_for_one_discovery_name_admits_exactly_one(api_client: Any, conne
         ep = Endpoint(discovery_name="contested", dns_name=f"c{i}", port=80, service=svc)
         try:
             update_registry(
-                client.CustomObjectsApi(api_client), connect_namespace, lambda r: register(r, svc, [ep])
+                Kube(api_client), connect_namespace, lambda r: register(r, svc, [ep])
             )
         except RegistryConflict as exc:
             return ("refused", exc.rule)
@@ -123,4 +126,4 @@ def test_racing_for_one_discovery_name_admits_exactly_one(api_client: Any, conne
 
 def test_missing_namespace_is_reported(api_client: Any, crds_installed: list[str]) -> None:
     with pytest.raises(NamespaceNotFound, match="does-not-exist"):
-        update_registry(client.CustomObjectsApi(api_client), "does-not-exist", lambda r: None)
+        update_registry(Kube(api_client), "does-not-exist", lambda r: None)

@@ -1,0 +1,306 @@
+"""Reconcile one ConnectService: validate, register, roll out, materialise.
+
+Order matters for "a refused object touches nothing": every check (the spec rules, the ConnectNamespace,
+the cross-object rules, the render-time rules against a provisional snapshot) runs before the first
+write. Only then is the service registered, a ConnectDeployment created if the definition changed, and
+the children rendered from the PRIMARY ConnectDeployment.
+
+The ConnectNamespace a service omits comes from its Kubernetes Namespace's label
+``serviceconnect.dev/default-namespace`` (ECS: the cluster's ``serviceConnectDefaults``), read once and
+then kept in the service's status: like ECS, a later change of the default does not move a service. A
+ConnectNamespace that does not exist is **not** created (ECS would create an HTTP namespace): a namespaced
+object creating cluster-scoped ones would let any namespace's users squat registry names, so the service
+is refused (``NamespaceNotFound``) and retried until an administrator creates it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sc_operator.api import ConnectServiceSpec
+from sc_operator.api.common import ServiceRef
+from sc_operator.kube import CONNECT_NAMESPACES, CONNECT_SERVICES, NAMESPACES, Obj
+from sc_operator.reconcile.conditions import add_event, get_condition, set_condition
+from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL, Context
+from sc_operator.reconcile.deployments import (
+    ROLLBACK_FROM_ANNOTATION,
+    create_rollout,
+    definition_hash,
+    list_rollouts,
+    materialise,
+    new_deployment_spec,
+    render_inputs,
+)
+from sc_operator.registry import (
+    NamespaceNotFound,
+    Registry,
+    RegistryConflict,
+    deregister,
+    register,
+    update_registry,
+)
+from sc_operator.render import RenderError, interception_mode, render_violations
+from sc_operator.validation import effective_endpoints, parse_and_validate, validate_registration
+
+log = logging.getLogger(__name__)
+
+#: Refusal reasons that another object's change can cure: the timer retries these.
+RETRIABLE_REASONS = frozenset(
+    {
+        "NamespaceNotFound",
+        "NamespaceNotSet",
+        "NamespaceTerminating",
+        "DiscoveryNameDuplicate",
+        "ClientAliasDuplicate",
+        "OneNamespace",
+    }
+)
+
+
+def reason_of(rule: str) -> str:
+    """``discovery-name-duplicate`` → ``DiscoveryNameDuplicate`` (condition reasons are CamelCase)."""
+    if re.fullmatch(r"[A-Z][A-Za-z0-9]*", rule):
+        return rule
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_\s]+", rule) if part)
+
+
+@dataclass(frozen=True)
+class Refusal(Exception):
+    """Why a service is not accepted: a condition reason and a message naming the rule and field."""
+
+    reason: str
+    message: str
+
+
+def _fresh(ctx: Context, namespace: str, name: str) -> Obj | None:
+    return ctx.kube.get_or_none(CONNECT_SERVICES, name, namespace)
+
+
+def write_status(ctx: Context, service: Obj, status: dict[str, Any]) -> None:
+    meta = service["metadata"]
+    ctx.kube.patch_status(CONNECT_SERVICES, meta["name"], status, meta["namespace"])
+
+
+def refuse(ctx: Context, service: Obj, refusal: Refusal) -> None:
+    """Accepted=False with the rule named, an Event when the verdict is new; nothing else is touched."""
+    status = service.get("status") or {}
+    before = get_condition(status.get("conditions"), "Accepted")
+    changed = before is None or (before.get("status"), before.get("reason"), before.get("message")) != (
+        "False",
+        refusal.reason,
+        refusal.message,
+    )
+    generation = service["metadata"].get("generation")
+    patch: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": set_condition(
+            status.get("conditions"), "Accepted", "False", refusal.reason, refusal.message, generation
+        ),
+    }
+    if changed:
+        patch["events"] = add_event(
+            status.get("events"),
+            f"(service {service['metadata']['name']}) was refused: {refusal.message}",
+            ctx.tuning.max_events,
+        )
+        ctx.kube.post_event(service, "Warning", refusal.reason, refusal.message)
+    write_status(ctx, service, patch)
+
+
+def resolve_namespace(service: Obj, spec: ConnectServiceSpec, ns_labels: dict[str, str]) -> str | None:
+    """The ConnectNamespace: the spec's, else the one recorded at first acceptance, else the label's."""
+    scc = spec.service_connect_configuration
+    if scc is None or not scc.enabled:
+        return None
+    if scc.namespace:
+        return scc.namespace
+    recorded = (service.get("status") or {}).get("namespace")
+    if recorded:
+        return str(recorded)
+    default = ns_labels.get(DEFAULT_NAMESPACE_LABEL)
+    if not default:
+        raise Refusal(
+            "NamespaceNotSet",
+            "spec.serviceConnectConfiguration.namespace: not set, and the Kubernetes namespace "
+            f"{service['metadata']['namespace']!r} has no {DEFAULT_NAMESPACE_LABEL} label naming a default "
+            "ConnectNamespace",
+        )
+    return default
+
+
+def reconcile_service(ctx: Context, namespace: str, name: str) -> None:
+    """Bring one ConnectService to its desired state (idempotent; safe to call at any time)."""
+    with ctx.service_lock(namespace, name):
+        service = _fresh(ctx, namespace, name)
+        if service is None or service["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            _reconcile(ctx, service)
+        except Refusal as refusal:
+            log.info("ConnectService %s/%s refused: %s", namespace, name, refusal.message)
+            refuse(ctx, service, refusal)
+
+
+def _reconcile(ctx: Context, service: Obj) -> None:
+    meta = service["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    ref = ServiceRef(namespace=namespace, name=name)
+    spec, violations = parse_and_validate(service.get("spec") or {})
+    if violations or spec is None:
+        raise Refusal(reason_of(violations[0].rule), "; ".join(str(v) for v in violations))
+
+    ns_obj = ctx.kube.get(NAMESPACES, namespace)
+    ns_labels = dict(ns_obj["metadata"].get("labels") or {})
+    connect_ns = resolve_namespace(service, spec, ns_labels)
+    previous_ns = (service.get("status") or {}).get("namespace")
+
+    registry: Registry | None = None
+    if connect_ns is not None:
+        registries = {
+            o["metadata"]["name"]: (o, Registry.from_status(o.get("status")))
+            for o in ctx.kube.list(CONNECT_NAMESPACES)
+        }
+        if connect_ns not in registries:
+            raise Refusal(
+                "NamespaceNotFound",
+                f"spec.serviceConnectConfiguration.namespace: ConnectNamespace {connect_ns!r} does not exist "
+                "(create it first; the operator does not create namespaces for services)",
+            )
+        cns_obj, registry = registries[connect_ns]
+        if cns_obj["metadata"].get("deletionTimestamp"):
+            raise Refusal(
+                "NamespaceTerminating",
+                f"spec.serviceConnectConfiguration.namespace: ConnectNamespace {connect_ns!r} "
+                "is being deleted",
+            )
+        cross = validate_registration(spec, ref, connect_ns, {k: v[1] for k, v in registries.items()})
+        if cross:
+            raise Refusal(reason_of(cross[0].rule), "; ".join(str(v) for v in cross))
+
+    endpoints = effective_endpoints(spec, ref)
+    rollouts = list_rollouts(ctx.kube, namespace, name)
+    primary = rollouts[-1] if rollouts else None
+    wanted_hash = definition_hash(spec)
+    # After a circuit-breaker rollback, the failed definition is not tried again until the spec changes.
+    suppressed = primary is not None and any(
+        r.name == primary.rollback_from and r.def_hash == wanted_hash for r in rollouts
+    )
+    need_new = primary is None or (primary.def_hash != wanted_hash and not suppressed)
+    interception = interception_mode(ns_labels, ctx.settings)
+
+    if need_new:
+        try:
+            projected = (register(registry, ref, endpoints) or registry) if registry is not None else None
+        except RegistryConflict as exc:
+            raise Refusal(reason_of(exc.rule), exc.message) from exc
+        provisional = new_deployment_spec(name, spec, connect_ns, projected)
+        size = (projected.service_count, projected.task_count) if projected else (0, 0)
+        inputs = render_inputs(ctx, service, spec, f"{name}-provisional", "", provisional, interception, size)
+        found = render_violations(inputs)
+        if found:
+            raise Refusal(
+                reason_of(found[0].rule), "; ".join(f"{v.field}: [{v.rule}] {v.message}" for v in found)
+            )
+
+    # Every check passed: from here on, write.
+    if previous_ns and previous_ns != connect_ns:
+        with contextlib.suppress(NamespaceNotFound):
+            update_registry(ctx.kube, previous_ns, lambda r: deregister(r, ref))
+    if connect_ns is not None:
+        try:
+            registry = update_registry(ctx.kube, connect_ns, lambda r: register(r, ref, endpoints))
+        except RegistryConflict as exc:  # lost a race with another service since the check above
+            raise Refusal(reason_of(exc.rule), exc.message) from exc
+        except NamespaceNotFound as exc:
+            raise Refusal("NamespaceNotFound", str(exc)) from exc
+
+    created = None
+    if need_new:
+        sequence = (primary.sequence + 1) if primary is not None else 1
+        snapshot = new_deployment_spec(name, spec, connect_ns, registry)
+        created = create_rollout(ctx, service, snapshot, sequence, registry)
+        current = created
+    else:
+        assert primary is not None
+        current = primary
+    inputs = render_inputs(
+        ctx, service, spec, current.name, current.uid, current.spec, interception, current.namespace_size
+    )
+    try:
+        materialise(ctx, inputs)
+    except RenderError as exc:  # e.g. the namespace switched to listeners mode and the task collides
+        raise Refusal("RenderRefused", str(exc)) from exc
+
+    fresh = _fresh(ctx, namespace, name) or service
+    status = fresh.get("status") or {}
+    generation = meta.get("generation")
+    events = status.get("events")
+    before = get_condition(status.get("conditions"), "Accepted")
+    if before is None or before.get("status") != "True":
+        message = f"(service {name}) was accepted" + (
+            f" in ConnectNamespace {connect_ns}" if connect_ns else ""
+        )
+        events = add_event(events, message, ctx.tuning.max_events)
+        ctx.kube.post_event(fresh, "Normal", "Accepted", message)
+    if created is not None:
+        origin = created.annotations.get(ROLLBACK_FROM_ANNOTATION)
+        message = f"(service {name}) has started 1 tasks: (deployment {created.name})."
+        if origin:
+            message = f"(service {name}) rolling back: (deployment {created.name}) replaces {origin}."
+        events = add_event(events, message, ctx.tuning.max_events)
+        ctx.kube.post_event(fresh, "Normal", "DeploymentCreated", f"ECS deployment {created.name} started")
+    write_status(
+        ctx,
+        fresh,
+        {
+            "observedGeneration": generation,
+            "conditions": set_condition(
+                status.get("conditions"),
+                "Accepted",
+                "True",
+                "Accepted",
+                "the spec passed every Service Connect rule",
+                generation,
+            ),
+            "namespace": connect_ns,
+            "desiredCount": spec.desired_count,
+            "serviceConnectResources": [
+                {"discoveryName": d} for d in sorted({e.discovery_name for e in endpoints})
+            ],
+            "events": events,
+        },
+    )
+
+
+def needs_retry(service: Obj) -> bool:
+    """Refused for a reason another object can cure (the namespace appears, the name holder leaves)."""
+    cond = get_condition((service.get("status") or {}).get("conditions"), "Accepted")
+    return cond is not None and cond.get("status") == "False" and cond.get("reason") in RETRIABLE_REASONS
+
+
+def accepted_generation_behind(service: Obj) -> bool:
+    """The spec changed since the last verdict (e.g. the operator died mid-way through a handler)."""
+    status = service.get("status") or {}
+    return bool(status.get("observedGeneration") != service["metadata"].get("generation"))
+
+
+def delete_service(ctx: Context, service: Obj) -> None:
+    """Deregister the service's endpoints; its children go by owner references (garbage collection)."""
+    meta = service["metadata"]
+    ref = ServiceRef(namespace=meta["namespace"], name=meta["name"])
+    names = set()
+    recorded = (service.get("status") or {}).get("namespace")
+    if recorded:
+        names.add(str(recorded))
+    scc = (service.get("spec") or {}).get("serviceConnectConfiguration") or {}
+    if scc.get("namespace"):
+        names.add(str(scc["namespace"]))
+    with ctx.service_lock(meta["namespace"], meta["name"]):
+        for cns in sorted(names):
+            with contextlib.suppress(NamespaceNotFound):
+                update_registry(ctx.kube, cns, lambda r: deregister(r, ref))
+    ctx.forget(meta["namespace"], meta["name"])
