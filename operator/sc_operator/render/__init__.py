@@ -5,7 +5,7 @@ Entry point: :func:`render_children` with :class:`RenderInputs`. The pieces are 
 :func:`config_hash`, and the render-time rules in :func:`render_violations`.
 """
 
-from sc_operator.render.checks import Violation, listener_collisions, render_violations
+from sc_operator.render.checks import RENDER_RULES, listener_collisions, render_violations
 from sc_operator.render.children import Children, render_children, render_config_map
 from sc_operator.render.inputs import (
     NATIVE_SIDECAR_VERSION,
@@ -31,11 +31,11 @@ __all__ = [
     "DEPLOYMENT_LABEL",
     "MANAGED_BY_LABEL",
     "NATIVE_SIDECAR_VERSION",
+    "RENDER_RULES",
     "SERVICE_LABEL",
     "Children",
     "RenderError",
     "RenderInputs",
-    "Violation",
     "assign_vips",
     "config_hash",
     "cpu_millicores",

@@ -6,23 +6,24 @@ pinned endpoint list, so they are checked when a rollout is rendered, not at adm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 
 from sc_operator.render.inputs import RenderError, RenderInputs
-from sc_operator.render.names import is_dns1035_label
+from sc_operator.validation import Violation
 
-RULE_LISTENER_COLLISION = "ListenersModePortCollision"
-RULE_HOSTNAME = "HostnameNotADnsLabel"
-RULE_INGRESS_OVERRIDE = "IngressPortOverrideCollision"
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+RULE_LISTENER_COLLISION = "listeners-port-collision"
+RULE_HOSTNAME = "hostname-dns-label"
+RULE_INGRESS_OVERRIDE = "ingress-port-override-collision"
+RULE_PORT_NAME_UNKNOWN = "port-name-unknown"
 
-
-@dataclass(frozen=True)
-class Violation:
-    """A refused input: the rule's id, the field path, and a message naming both."""
-
-    rule: str
-    field: str
-    message: str
+#: Rule id -> the rule in one line (as ``sc_operator.validation.RULES``).
+RENDER_RULES: dict[str, str] = {
+    RULE_LISTENER_COLLISION: "in the no-privilege (listeners) interception mode a task may not bind a "
+    "client-alias port it must reach",
+    RULE_HOSTNAME: "hostname becomes the pod's hostname and must be a DNS label",
+    RULE_INGRESS_OVERRIDE: "ingressPortOverride may not be a containerPort of the task",
+}
 
 
 def listener_collisions(inputs: RenderInputs) -> list[Violation]:
@@ -42,7 +43,7 @@ def listener_collisions(inputs: RenderInputs) -> list[Violation]:
                 Violation(
                     RULE_LISTENER_COLLISION,
                     f"{where}.containerPort",
-                    f"{where}.containerPort {port} collides with client alias "
+                    f"containerPort {port} collides with client alias "
                     f"{alias_ports[port]}, which this service must reach: in the no-privilege (listeners) "
                     "interception mode the proxy binds every client-alias port itself. Change the "
                     "containerPort or use the redirect mode",
@@ -55,7 +56,7 @@ def listener_collisions(inputs: RenderInputs) -> list[Violation]:
                 Violation(
                     RULE_LISTENER_COLLISION,
                     f"{served.field}.ingressPortOverride",
-                    f"{served.field}.ingressPortOverride {override} collides with client alias "
+                    f"ingressPortOverride {override} collides with client alias "
                     f"{alias_ports[override]} in the no-privilege (listeners) interception mode",
                 )
             )
@@ -73,7 +74,7 @@ def ingress_override_collisions(inputs: RenderInputs) -> list[Violation]:
                 Violation(
                     RULE_INGRESS_OVERRIDE,
                     f"{served.field}.ingressPortOverride",
-                    f"{served.field}.ingressPortOverride {port} is also "
+                    f"ingressPortOverride {port} is also "
                     f"{task[port]}.containerPort: the proxy and the application cannot both listen on it",
                 )
             )
@@ -90,7 +91,7 @@ def hostname_violations(inputs: RenderInputs) -> list[Violation]:
                 Violation(
                     RULE_HOSTNAME,
                     where,
-                    f"{where}: {c.hostname!r} must be a DNS label (at most 63 lowercase letters, digits and "
+                    f"{c.hostname!r} must be a DNS label (at most 63 lowercase letters, digits and "
                     "'-', starting and ending with a letter or digit) to become the pod's hostname",
                 )
             )
@@ -98,7 +99,7 @@ def hostname_violations(inputs: RenderInputs) -> list[Violation]:
 
 
 def _is_dns1123_label(name: str) -> bool:
-    return is_dns1035_label(name) or (name[:1].isdigit() and is_dns1035_label("a" + name))
+    return bool(_DNS1123_LABEL.match(name))
 
 
 def render_violations(inputs: RenderInputs) -> list[Violation]:
@@ -110,4 +111,5 @@ def render_violations(inputs: RenderInputs) -> list[Violation]:
             *hostname_violations(inputs),
         ]
     except RenderError as exc:
-        return [Violation("PortNameNotFound", str(exc).split(":", 1)[0], str(exc))]
+        field, _, message = str(exc).partition(": ")
+        return [Violation(RULE_PORT_NAME_UNKNOWN, field, message)]

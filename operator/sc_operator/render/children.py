@@ -87,7 +87,7 @@ def render_children(inputs: RenderInputs) -> Children:
     """
     violations = render_violations(inputs)
     if violations:
-        raise RenderError("; ".join(f"{v.message} [{v.rule}]" for v in violations))
+        raise RenderError("; ".join(str(v) for v in violations))
     plan = port_plan(inputs)
     resources = service_proxy_resources(inputs)
     if inputs.service_connect is None:
