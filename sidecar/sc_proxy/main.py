@@ -108,14 +108,24 @@ def _install_loop_policy() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", help="configuration file (YAML or JSON)")
-    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser = argparse.ArgumentParser(prog="sc-proxy", description=__doc__.split("\n\n")[0], parents=[common])
+    def common(suppress: bool) -> argparse.ArgumentParser:
+        # Subcommands repeat the options without defaults, so "--config X sub" and "sub --config X" both work.
+        p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
+        p.add_argument("--config", "-c", help="configuration file (YAML or JSON)")
+        levels = ["debug", "info", "warning", "error"]
+        if suppress:
+            p.add_argument("--log-level", choices=levels)
+        else:
+            p.add_argument("--log-level", choices=levels, default="info")
+        return p
+
+    parser = argparse.ArgumentParser(
+        prog="sc-proxy", description=(__doc__ or "").split("\n\n")[0], parents=[common(False)]
+    )
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", parents=[common], help="serve (default)")
-    sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
-    inst = sub.add_parser("install-redirect", parents=[common], help="install the iptables rules")
+    sub.add_parser("run", parents=[common(True)], help="serve (default)")
+    sub.add_parser("check-config", parents=[common(True)], help="validate the configuration and exit")
+    inst = sub.add_parser("install-redirect", parents=[common(True)], help="install the iptables rules")
     inst.add_argument(
         "--dry-run", action="store_true", help="print the iptables-restore input, change nothing"
     )
