@@ -134,6 +134,7 @@ class Http1Connection(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.header_timer: asyncio.TimerHandle | None = None
         self.bytes_in = 0
+        self.obuf: list[bytes] | None = None  # output collected while handling one batch of events
 
     # --- asyncio.Protocol (downstream)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -163,6 +164,8 @@ class Http1Connection(asyncio.Protocol):
             return
         reader = self.reader
         events = reader.feed(data)
+        if len(events) > 2:  # pipelined requests: their (local) answers go out in one write
+            self.obuf = []
         for ev in events:
             if ev.__class__ is RequestHead:
                 self._on_head(ev)
@@ -176,6 +179,8 @@ class Http1Connection(asyncio.Protocol):
             else:
                 assert isinstance(ev, ParseError)
                 self._on_parse_error(ev)
+        if self.obuf is not None:
+            self._flush()
         if reader.in_head:
             if self.header_timer is None:
                 self.header_timer = self.loop.call_later(self.header_timeout, self._on_header_timeout)
@@ -251,6 +256,7 @@ class Http1Connection(asyncio.Protocol):
                 ex.close_after = True
 
     def abort(self) -> None:
+        self.obuf = None
         if self.relay is not None:
             self.relay.abort()
         cur = self.current
@@ -495,9 +501,19 @@ class Http1Connection(asyncio.Protocol):
         self._finish(ex)
 
     def _write(self, data: bytes) -> None:
+        obuf = self.obuf
+        if obuf is not None:
+            obuf.append(data)
+            return
         transport = self.transport
         if transport is not None and not self.closing:
             transport.write(data)
+
+    def _flush(self) -> None:
+        obuf = self.obuf
+        self.obuf = None
+        if obuf:
+            self._write(obuf[0] if len(obuf) == 1 else b"".join(obuf))
 
     def _finish(self, ex: Exchange) -> None:
         """The response is complete: account, release the upstream, go on with the next request."""
@@ -576,12 +592,21 @@ class Http1Connection(asyncio.Protocol):
             )
 
     def _close(self) -> None:
+        self._flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self._block_reading(_R_DONE)
 
     # --- upstream callbacks (UpstreamOwner)
     def upstream_events(self, conn: UpstreamConn, events: list[ResponseEvent]) -> None:
+        # Collect what these events produce and write it once: one send per response, not per piece.
+        self.obuf = []
+        try:
+            self._upstream_events(conn, events)
+        finally:
+            self._flush()
+
+    def _upstream_events(self, conn: UpstreamConn, events: list[ResponseEvent]) -> None:
         ex = self.current
         if ex is None or ex.conn is not conn:
             conn.abort()
