@@ -37,9 +37,11 @@ SO_ORIGINAL_DST = 80
 
 
 def default_handlers() -> dict[str, Handler]:
-    """appProtocol → connection handler. http2 and grpc are relayed at L4 until their handler exists (h2c
-    and gRPC work through a byte relay; only L7 metrics and per-request policies are missing)."""
-    handlers: dict[str, Handler] = {"tcp": tcp.TcpRelay, "http2": tcp.TcpRelay, "grpc": tcp.TcpRelay}
+    """appProtocol → connection handler (http2 and grpc share the HTTP/2 handler)."""
+    from sc_proxy.http2 import http2_protocol_factory
+
+    h2: Handler = http2_protocol_factory
+    handlers: dict[str, Handler] = {"tcp": tcp.TcpRelay, "http2": h2, "grpc": h2}
     try:
         from sc_proxy.http1 import http1_protocol_factory  # type: ignore[attr-defined,unused-ignore]
     except ImportError:  # the HTTP/1.1 handler is optional while it is being built

@@ -1,0 +1,101 @@
+"""The h2 connection as the proxy uses it: settings, configuration and a graceful GOAWAY.
+
+h2 treats any GOAWAY, sent or received, as the end of the connection: its state machine refuses every later
+frame. RFC 9113 §6.8 says otherwise: streams up to the GOAWAY's last-stream-id continue to completion. So
+the proxy receives a NO_ERROR GOAWAY without closing the h2 state (:class:`ProxyH2Connection`) and sends its
+own drain GOAWAY as raw bytes (:func:`goaway_frame`), leaving h2 able to finish the open streams.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import ConnectionTerminated, Event
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+
+#: The connection preface a prior-knowledge HTTP/2 client sends first (RFC 9113 §3.4).
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Flow-control windows we advertise. They bound what the proxy may hold per stream / per connection when
+#: the other side is slower: data is acknowledged only once it was handed to the other side.
+STREAM_WINDOW: Final = 256 * 1024
+CONNECTION_WINDOW: Final = 1024 * 1024
+#: Concurrent streams a client may open on one downstream connection.
+MAX_CONCURRENT_STREAMS: Final = 128
+MAX_FRAME_SIZE: Final = 16384
+
+
+class ProxyH2Connection(H2Connection):
+    """An h2 connection that lets streams below a graceful GOAWAY finish."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[Event]]:
+        if frame.error_code:
+            # An error GOAWAY ends the connection for good: h2's own handling.
+            return super()._receive_goaway_frame(frame)
+        event = ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
+def server_connection(max_header_bytes: int) -> ProxyH2Connection:
+    """The downstream side: validates what clients send (they may be hostile), trusts what we send."""
+    conn = ProxyH2Connection(
+        H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    _local_settings(conn, max_header_bytes, MAX_CONCURRENT_STREAMS)
+    return conn
+
+
+def client_connection(max_header_bytes: int) -> ProxyH2Connection:
+    """The upstream side."""
+    conn = ProxyH2Connection(
+        H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    _local_settings(conn, max_header_bytes, 0)  # no pushed streams either (ENABLE_PUSH 0)
+    return conn
+
+
+def _local_settings(conn: H2Connection, max_header_bytes: int, max_streams: int) -> None:
+    # A fresh Settings object: values assigned to h2's own one stay pending (unsent) until acknowledged.
+    values = {
+        SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
+        SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+        SettingCodes.MAX_HEADER_LIST_SIZE: max_header_bytes,
+        SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+    }
+    if conn.config.client_side:
+        values[SettingCodes.ENABLE_PUSH] = 0
+    conn.local_settings = Settings(client=conn.config.client_side, initial_values=values)
+
+
+def start(conn: H2Connection) -> None:
+    """Send the preface/SETTINGS and open the connection window to :data:`CONNECTION_WINDOW`."""
+    conn.initiate_connection()
+    conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+
+
+def goaway_frame(last_stream_id: int, error_code: int = 0) -> bytes:
+    """A GOAWAY frame, written beside h2 so its state machine keeps serving open streams."""
+    frame = GoAwayFrame(stream_id=0, last_stream_id=last_stream_id, error_code=error_code)
+    return bytes(frame.serialize())
+
+
+def is_preface_prefix(data: bytes) -> bool:
+    """True while ``data`` may still turn out to be the HTTP/2 preface."""
+    n = min(len(data), len(PREFACE))
+    return data[:n] == PREFACE[:n]
