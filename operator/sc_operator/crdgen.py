@@ -3,7 +3,9 @@
 pydantic writes JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3 schema. The rewrite:
 
 - every ``$ref`` is inlined and ``$defs`` dropped (recursive models are refused);
-- ``anyOf: [X, {type: null}]`` becomes X with ``nullable: true``; ``anyOf: [integer, string]`` becomes
+- ``anyOf: [X, {type: null}]`` becomes X with ``nullable: true`` (kube-apiserver 1.20 still checks a null
+  against an ``enum`` and refuses null as an enum value, so ``appProtocol: null`` is refused: leave such
+  fields out instead; the operator never writes nulls); ``anyOf: [integer, string]`` becomes
   ``x-kubernetes-int-or-string: true``; any other union is refused, since it cannot be structural;
 - ``const`` becomes a one-value ``enum``; numeric ``exclusiveMinimum/Maximum`` become
   ``minimum/maximum`` plus the boolean flag;
