@@ -234,3 +234,7 @@ def _retry_waiting(namespace: str | None) -> None:
 
 def _bind(fn: Callable[[Context, str, str], None], c: Context, ns: str, name: str) -> Callable[[], None]:
     return lambda: fn(c, ns, name)
+
+
+# The admission webhooks register themselves here when SERVICECONNECT_WEBHOOK_ENABLED is true.
+from sc_operator import webhooks  # noqa: E402, F401
