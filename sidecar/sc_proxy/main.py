@@ -3,6 +3,7 @@
     sc-proxy --config FILE [run]              serve (default)
     sc-proxy --config FILE check-config       validate the file and exit (0 valid, 2 invalid)
     sc-proxy --config FILE install-redirect   install the iptables rules (init container, needs NET_ADMIN)
+    sc-proxy wait-ready --admin-port N        exit once the proxy answers /ready (the start-up gate)
 
 An invalid file is refused before anything is bound (exit 2, one line per bad field). SIGTERM or SIGINT
 drains: ``/ready`` turns 503, listeners stop accepting, connections finish their in-flight request (up to
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from sc_proxy import waitready
 from sc_proxy.admin import AdminState, start_admin
 from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config
 from sc_proxy.listeners import Listeners, build_plan
@@ -129,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument(
         "--dry-run", action="store_true", help="print the iptables-restore input, change nothing"
     )
+    waitready.add_arguments(
+        sub.add_parser("wait-ready", help="wait until the local proxy is ready (no config)")
+    )
     return parser
 
 
@@ -140,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "wait-ready":
+        return waitready.run(args)
     if not args.config:
         print("sc-proxy: --config FILE is required", file=sys.stderr)
         return 2

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from support.proxy import ProxyProcess, free_port
+from support.proxy import SC_PROXY, ProxyProcess, free_port
 
 
 def wait_ready_cmd(port: int, timeout: float) -> list[str]:
-    return [sys.executable, "-m", "sc_proxy.waitready", "--admin-port", str(port), "--timeout", str(timeout)]
+    return [str(SC_PROXY), "wait-ready", "--admin-port", str(port), "--timeout", str(timeout)]
 
 
 def test_returns_once_the_proxy_is_ready(tmp_path: Path) -> None:
