@@ -248,7 +248,7 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         ctx.kube.post_event(fresh, "Normal", "Accepted", message)
     if created is not None:
         origin = created.annotations.get(ROLLBACK_FROM_ANNOTATION)
-        message = f"(service {name}) has started 1 tasks: (deployment {created.name})."
+        message = f"(service {name}) has started {spec.desired_count} tasks: (deployment {created.name})."
         if origin:
             message = f"(service {name}) rolling back: (deployment {created.name}) replaces {origin}."
         events = add_event(events, message, ctx.tuning.max_events)

@@ -1,0 +1,130 @@
+"""The seed tutorial's nginx service and a client-only service, materialised by the running operator.
+
+What a user would check with kubectl: both Accepted, the namespace registry lists nginx, the Deployments
+carry the injected proxy (first among containers with a start-up gate: this API server is 1.20), the
+interception init container, hostAliases with nginx's VIP, the immutable ConfigMap with the pinned
+endpoint list, the headless Service; and once the (simulated) kubelet reports the pods Ready, both
+rollouts are COMPLETED and the services report their running tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sc_operator.kube import (
+    CONFIGMAPS,
+    CONNECT_DEPLOYMENTS,
+    CONNECT_NAMESPACES,
+    CONNECT_SERVICES,
+    DEPLOYMENTS,
+    EVENTS,
+    SERVICES,
+    Kube,
+)
+from support.operator import Kubelet, OperatorProcess, accepted, wait_for
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def example(name: str, namespace: str, connect_ns: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"]["serviceConnectConfiguration"]["namespace"] = connect_ns
+    return doc
+
+
+def pod_template(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = kube.get(DEPLOYMENTS, name, namespace)["spec"]["template"]
+    return spec
+
+
+def test_tutorial_nginx_and_client(
+    operator: OperatorProcess, kube: Kube, namespace: str, connect_namespace: str, kubelet: Kubelet
+) -> None:
+    nginx = example("10-nginx.yaml", namespace, connect_namespace)
+    client = example("20-client.yaml", namespace, connect_namespace)
+    kube.create(CONNECT_SERVICES, nginx, namespace)
+    cond = wait_for("nginx Accepted", lambda: accepted(kube, namespace, nginx["metadata"]["name"]))
+    assert cond["status"] == "True", cond
+    # Deploy servers first, then clients (the documented order): the client pins nginx.
+    kube.create(CONNECT_SERVICES, client, namespace)
+    cond = wait_for("client Accepted", lambda: accepted(kube, namespace, "client"))
+    assert cond["status"] == "True", cond
+
+    registry = kube.get(CONNECT_NAMESPACES, connect_namespace)["status"]
+    assert [
+        (e["discoveryName"], e["dnsName"], e["port"], e.get("appProtocol")) for e in registry["endpoints"]
+    ] == [("nginx", "nginx", 80, "http")]
+    assert registry["endpoints"][0]["service"] == {"namespace": namespace, "name": nginx["metadata"]["name"]}
+    assert (registry["serviceCount"], registry["revision"]) == (2, 2)
+
+    # The client's rollout: its ConfigMap pins nginx; its pods resolve nginx to a VIP.
+    client_cd = wait_for(
+        "client ConnectDeployment",
+        lambda: kube.list(CONNECT_DEPLOYMENTS, namespace, {"serviceconnect.dev/service": "client"}),
+    )
+    assert len(client_cd) == 1
+    cd = client_cd[0]
+    assert [e["discoveryName"] for e in cd["spec"]["endpoints"]] == ["nginx"]
+    cm = kube.get(CONFIGMAPS, cd["metadata"]["name"], namespace)
+    assert cm["immutable"] is True
+    assert cm["metadata"]["ownerReferences"][0]["kind"] == "ConnectDeployment"
+    config = json.loads(next(iter(cm["data"].values())))
+    assert [a["address"] for a in config["aliases"]] == ["127.255.0.1"]
+    assert config["aliases"][0]["port"] == 80
+
+    template = pod_template(kube, namespace, "client")
+    pod = template["spec"]
+    assert pod["hostAliases"] == [{"ip": "127.255.0.1", "hostnames": ["nginx"]}]
+    # API server 1.20: no native sidecars, so the proxy runs first with a start-up gate.
+    proxy = pod["containers"][0]
+    assert proxy["name"] == "sc-proxy"
+    assert "wait-ready" in " ".join(proxy["lifecycle"]["postStart"]["exec"]["command"])
+    assert proxy["securityContext"]["runAsNonRoot"] is True
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    assert proxy["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert proxy["resources"]["requests"] == {"cpu": "250m", "memory": "64Mi"}  # 256 CPU units
+    assert any(m["mountPath"] == "/etc/serviceconnect" and m.get("readOnly") for m in proxy["volumeMounts"])
+    init = pod["initContainers"][0]
+    assert sorted(init["securityContext"]["capabilities"]["add"]) == ["NET_ADMIN", "NET_RAW"]
+    assert init["securityContext"]["runAsUser"] == 0
+    assert template["metadata"]["labels"]["serviceconnect.dev/deployment"] == cd["metadata"]["name"]
+    assert "serviceconnect.dev/config-hash" in template["metadata"]["annotations"]
+
+    # nginx: the task's container with ECS sizes, the headless Service with its named ingress port.
+    nginx_pod = pod_template(kube, namespace, nginx["metadata"]["name"])["spec"]
+    web = next(c for c in nginx_pod["containers"] if c["name"] == "webserver")
+    assert web["resources"]["requests"]["cpu"] == "98m"  # 100 CPU units x 1000/1024, rounded up
+    headless = kube.list(SERVICES, namespace, {"serviceconnect.dev/service": nginx["metadata"]["name"]})
+    assert len(headless) == 1
+    assert headless[0]["spec"]["clusterIP"] == "None"
+    assert headless[0]["spec"]["ports"][0]["name"] == "sc-http"
+    deployment = kube.get(DEPLOYMENTS, nginx["metadata"]["name"], namespace)
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "100%", "maxUnavailable": "100%"}
+
+    # The simulated kubelet reports every pod Ready: both rollouts complete.
+    for name in (nginx["metadata"]["name"], "client"):
+        wait_for(f"{name} pods", lambda n=name: kubelet.ready_all({"serviceconnect.dev/service": n}))
+    for name in (nginx["metadata"]["name"], "client"):
+        status = wait_for(
+            f"{name} COMPLETED",
+            lambda n=name: (
+                (s := kube.get(CONNECT_SERVICES, n, namespace)["status"])["deployments"][0]["rolloutState"]
+                == "COMPLETED"
+                and s
+            ),
+        )
+        assert (status["desiredCount"], status["runningCount"], status["pendingCount"]) == (1, 1, 0)
+        assert status["deployments"][0]["status"] == "PRIMARY"
+        assert any("steady state" in e["message"] for e in status["events"])
+    nginx_status = kube.get(CONNECT_SERVICES, nginx["metadata"]["name"], namespace)["status"]
+    assert nginx_status["serviceConnectResources"] == [{"discoveryName": "nginx"}]
+    reasons = {e["reason"] for e in kube.list(EVENTS, namespace)}
+    assert {"Accepted", "DeploymentCreated", "SteadyState"} <= reasons
+    assert wait_for(
+        "task count", lambda: kube.get(CONNECT_NAMESPACES, connect_namespace)["status"]["taskCount"] == 2
+    )
