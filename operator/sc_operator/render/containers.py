@@ -36,6 +36,8 @@ from sc_operator.settings import OperatorSettings
 #: ECS health check defaults (RegisterTaskDefinition HealthCheck).
 HC_INTERVAL, HC_TIMEOUT, HC_RETRIES = 30, 5, 3
 RUN_VOLUME = "sc-intercept-run"
+#: The proxy's only writable directory (its root filesystem is read-only).
+TMP_VOLUME = "sc-proxy-tmp"
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _RESERVED_NAMES = {PROXY_CONTAINER, INTERCEPT_CONTAINER}
 
@@ -180,7 +182,7 @@ def proxy_container(
         },
         "resources": resources,
         "securityContext": _proxy_security_context(settings.proxy_uid),
-        "volumeMounts": [_config_mount()],
+        "volumeMounts": [_config_mount(), {"name": TMP_VOLUME, "mountPath": "/tmp"}],
     }
     if native_sidecar:
         out["restartPolicy"] = "Always"

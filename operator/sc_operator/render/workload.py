@@ -13,6 +13,7 @@ from sc_operator import API_VERSION
 from sc_operator.api.service import DeploymentConfiguration
 from sc_operator.render.containers import (
     RUN_VOLUME,
+    TMP_VOLUME,
     container_name,
     intercept_container,
     proxy_container,
@@ -92,7 +93,8 @@ def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, An
         {
             "name": CONFIG_VOLUME,
             "configMap": {"name": inputs.deployment_name, "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]},
-        }
+        },
+        {"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
     ]
     if inputs.interception == "redirect":
         init.append(intercept_container(settings))

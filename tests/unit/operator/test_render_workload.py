@@ -167,7 +167,8 @@ def test_proxy_image_security_context_probes_and_mount() -> None:
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 9901}
     assert proxy["livenessProbe"]["httpGet"] == {"path": "/live", "port": 9901}
     assert proxy["volumeMounts"] == [
-        {"name": "sc-proxy-config", "mountPath": "/etc/serviceconnect", "readOnly": True}
+        {"name": "sc-proxy-config", "mountPath": "/etc/serviceconnect", "readOnly": True},
+        {"name": "sc-proxy-tmp", "mountPath": "/tmp"},  # the only writable place
     ]
     volumes = pod_spec(make_inputs())["volumes"]
     assert volumes[0] == {
@@ -278,7 +279,7 @@ def test_listeners_mode_has_no_init_container() -> None:
     k8s_validate(children.deployment)
     spec = children.deployment["spec"]["template"]["spec"]
     assert "initContainers" not in spec
-    assert [v["name"] for v in spec["volumes"]] == ["sc-proxy-config"]
+    assert [v["name"] for v in spec["volumes"]] == ["sc-proxy-config", "sc-proxy-tmp"]
 
 
 # -- hostAliases -----------------------------------------------------------------------------------
