@@ -58,6 +58,19 @@ def _documents(path: str, stdin: TextIO) -> Iterator[Any]:
         raise InputError(f"{path}: not YAML or JSON: {exc}") from exc
 
 
+def _expand(paths: Sequence[str]) -> list[str]:
+    """Files as given; a directory stands for its *.yaml, *.yml and *.json files (like kubectl -f DIR)."""
+    expanded: list[str] = []
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            expanded.extend(
+                str(p) for p in sorted(Path(path).iterdir()) if p.suffix in (".yaml", ".yml", ".json")
+            )
+        else:
+            expanded.append(path)
+    return expanded
+
+
 def _name(doc: dict[str, Any]) -> str:
     meta = doc.get("metadata") or {}
     name = meta.get("name", "<unnamed>")
@@ -102,7 +115,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
         return EXIT_USAGE
     refused = checked = 0
     report: list[dict[str, Any]] = []
-    for path in args.filename:
+    for path in _expand(args.filename):
         try:
             docs = list(_documents(path, stdin))
         except InputError as exc:
@@ -158,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("crds", help="print the CRDs as multi-document YAML (pipe into kubectl apply -f -)")
     validate = sub.add_parser("validate", help="check ConnectService objects against the operator's rules")
     validate.add_argument(
-        "-f", "--filename", action="append", default=[], help="YAML or JSON file, '-' for stdin (repeatable)"
+        "-f",
+        "--filename",
+        action="append",
+        default=[],
+        help="YAML or JSON file, directory, or '-' for stdin (repeatable)",
     )
     validate.add_argument("-o", "--output", choices=("text", "json"), default="text")
     validate.add_argument("--rules", action="store_true", help="list the rules and exit")

@@ -250,3 +250,20 @@ def test_sidecar_package_does_not_import_the_operator() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_validate_a_directory_like_kubectl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(service_doc()))
+    (tmp_path / "b.json").write_text(json.dumps(service_doc(deploymentController={"type": "EXTERNAL"})))
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    code, out, _ = run(capsys, "validate", "-f", str(tmp_path))
+    assert code == 1
+    assert out.splitlines()[0] == f"{tmp_path / 'a.yaml'}: ConnectService web/nginx: ok"
+    assert f"{tmp_path / 'b.json'}: ConnectService web/nginx: refused" in out
+
+
+def test_the_shipped_examples_pass_the_operators_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    code, out, err = run(capsys, "validate", "-f", str(examples))
+    assert code == 0, out + err
+    assert "ConnectService" in out
