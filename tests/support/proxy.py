@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -276,3 +276,32 @@ def tcp_roundtrip(host: str, port: int, payload: bytes, timeout: float = 5.0) ->
 
 def config_json(config: dict[str, Any]) -> str:
     return json.dumps(config)
+
+
+def serve_tag(name: str, host: str, port: int) -> None:
+    """Run a tag server in the foreground (for processes started inside a network namespace): each
+    connection gets ``<name> <peer address>\\n``, then an echo."""
+
+    class Tag(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+            peer = transport.get_extra_info("peername")[0]
+            self.transport.write(f"{name} {peer}\n".encode())
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Tag, host, port, reuse_address=True)
+        print(f"listening {host}:{port}", flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    # python -m support.proxy tag NAME HOST PORT
+    if len(sys.argv) == 5 and sys.argv[1] == "tag":
+        serve_tag(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        sys.exit("usage: python -m support.proxy tag NAME HOST PORT")
