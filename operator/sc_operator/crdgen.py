@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -228,6 +229,7 @@ def crd_files() -> dict[str, str]:
 
 
 def _diff(directory: Path, files: Mapping[str, str]) -> str:
+    shown = os.path.relpath(directory)
     chunks: list[str] = []
     for name, wanted in files.items():
         path = directory / name
@@ -237,8 +239,8 @@ def _diff(directory: Path, files: Mapping[str, str]) -> str:
                 difflib.unified_diff(
                     current.splitlines(keepends=True),
                     wanted.splitlines(keepends=True),
-                    fromfile=f"{directory.name}/{name} (committed)",
-                    tofile=f"{directory.name}/{name} (generated)",
+                    fromfile=f"{shown}/{name} (committed)",
+                    tofile=f"{shown}/{name} (generated)",
                 )
             )
     stale = (
@@ -246,7 +248,7 @@ def _diff(directory: Path, files: Mapping[str, str]) -> str:
         if directory.exists()
         else []
     )
-    chunks.extend(f"stale file {directory.name}/{name}: no kind generates it\n" for name in stale)
+    chunks.extend(f"stale file {shown}/{name}: no kind generates it\n" for name in stale)
     return "".join(chunks)
 
 
@@ -255,20 +257,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="gen-crds", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    parser.add_argument("--out", type=Path, default=Path("crds"), help="directory to write (default: crds)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        help="directory to write; repeat for several (default: crds)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 with a diff when the directory is stale")
     args = parser.parse_args(argv)
+    outs: list[Path] = args.out or [Path("crds")]
     files = crd_files()
     if args.check:
-        diff = _diff(args.out, files)
-        if diff:
-            sys.stdout.write(diff)
-            sys.stderr.write(f"{args.out} is out of date with sc_operator.api; run hack/gen-crds\n")
-            return 1
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (args.out / name).write_text(text)
+        stale = False
+        for out in outs:
+            diff = _diff(out, files)
+            if diff:
+                sys.stdout.write(diff)
+                sys.stderr.write(f"{out} is out of date with sc_operator.api; run hack/gen-crds\n")
+                stale = True
+        return 1 if stale else 0
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out / name).write_text(text)
     return 0
 
 

@@ -229,3 +229,19 @@ def test_unstructurable_models_are_refused() -> None:
 def test_scctl_style_stream_has_every_crd() -> None:
     docs = [d for d in yaml.safe_load_all(crdgen.multi_document_yaml()) if d]
     assert [d["metadata"]["name"] for d in docs] == [k.crd_name for k in KINDS]
+
+
+def test_gen_crds_check_covers_crds_and_the_chart() -> None:
+    env = {"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [str(REPO / "hack" / "gen-crds"), "--check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    chart_copy = REPO / "charts" / "service-connect" / "files" / "crds"
+    if chart_copy.is_dir():
+        assert {p.name for p in chart_copy.glob("*.yaml")} == set(crdgen.crd_files())
