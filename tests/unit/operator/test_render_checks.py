@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from render_support import CLIENT_SPEC, NGINX_ENDPOINT, NGINX_SPEC, endpoint, make_inputs, with_container
 
 from sc_operator.render import RenderError, render_children, render_violations
 from sc_operator.render.checks import RULE_HOSTNAME, RULE_INGRESS_OVERRIDE, RULE_LISTENER_COLLISION
+from support.render import CLIENT_SPEC, NGINX_ENDPOINT, NGINX_SPEC, endpoint, make_inputs, with_container
 
 
 def _web_on_80() -> dict[str, object]:

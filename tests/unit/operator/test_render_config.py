@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from render_support import (
+
+from sc_operator.render import render_children, render_proxy_config
+from sc_operator.render.names import CONFIG_HASH_ANNOTATION
+from sc_operator.settings import OperatorSettings
+from sc_proxy import iptables
+from sc_proxy.config import ProxyConfig, load_config
+from support.render import (
     NGINX_ENDPOINT,
     NGINX_SPEC,
     client_inputs,
@@ -15,12 +21,6 @@ from render_support import (
     make_inputs,
     pod_spec,
 )
-
-from sc_operator.render import render_children, render_proxy_config
-from sc_operator.render.names import CONFIG_HASH_ANNOTATION
-from sc_operator.settings import OperatorSettings
-from sc_proxy import iptables
-from sc_proxy.config import ProxyConfig, load_config
 
 
 def _file(children_config_map: dict[str, object]) -> ProxyConfig:

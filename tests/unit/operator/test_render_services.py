@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from render_support import NGINX_SPEC, client_inputs, container, k8s_validate, make_inputs, pod_spec
-
 from sc_operator.render import headless_service_name, render_children, render_proxy_config
 from sc_operator.render.names import is_dns1035_label
+from support.render import NGINX_SPEC, client_inputs, container, k8s_validate, make_inputs, pod_spec
 
 
 def _two_endpoint_spec() -> dict[str, Any]:

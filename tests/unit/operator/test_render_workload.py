@@ -6,7 +6,17 @@ from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-from render_support import (
+
+from sc_operator.render import render_children
+from sc_operator.render.names import (
+    CONFIG_HASH_ANNOTATION,
+    DEPLOYMENT_LABEL,
+    MANAGED_BY_LABEL,
+    PROXY_VERSION_ANNOTATION,
+    SERVICE_LABEL,
+)
+from sc_operator.settings import OperatorSettings
+from support.render import (
     CLIENT_SPEC,
     NGINX_ENDPOINT,
     NGINX_SPEC,
@@ -18,16 +28,6 @@ from render_support import (
     pod_spec,
     with_container,
 )
-
-from sc_operator.render import render_children
-from sc_operator.render.names import (
-    CONFIG_HASH_ANNOTATION,
-    DEPLOYMENT_LABEL,
-    MANAGED_BY_LABEL,
-    PROXY_VERSION_ANNOTATION,
-    SERVICE_LABEL,
-)
-from sc_operator.settings import OperatorSettings
 
 
 def test_nginx_deployment_is_valid_and_owned_by_the_service() -> None:
