@@ -9,6 +9,8 @@ Addresses: gRPC "tasks" on 127.0.0.31-39, the scriptable server on 127.0.0.41+, 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -16,10 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import h11
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded, StreamReset
+from h2.events import DataReceived, RequestReceived, StreamEnded
+from h2.settings import SettingCodes, Settings
 
 from support.procs import _die_with_parent, free_port
 
@@ -120,19 +124,30 @@ class _ScriptedProtocol(asyncio.Protocol):
     def __init__(self, server: ScriptedH2Server) -> None:
         self.server = server
         self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        self.h11: h11.Connection | None = None
         self.transport: asyncio.Transport | None = None
         self.bodies: dict[int, bytearray] = {}
+        self.buf = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         self.server.connections += 1
-        self.h2.initiate_connection()
-        transport.write(self.h2.data_to_send())
 
     def data_received(self, data: bytes) -> None:
-        events = self.h2.receive_data(data)
-        for ev in events:
+        if self.h11 is not None:
+            self._http1(data)
+            return
+        if self.buf is not None:
+            self.buf += data
+            if len(self.buf) < 24:
+                return
+            data, self.buf = self.buf, None  # type: ignore[assignment]
+            if not data.startswith(b"PRI * HTTP/2.0"):
+                self.h11 = h11.Connection(h11.SERVER)
+                self._http1(data)
+                return
+            self.h2.initiate_connection()
+        for ev in self.h2.receive_data(data):
             if isinstance(ev, RequestReceived):
                 assert ev.stream_id is not None
                 self.server.requests += 1
@@ -149,31 +164,46 @@ class _ScriptedProtocol(asyncio.Protocol):
             elif isinstance(ev, StreamEnded):
                 assert ev.stream_id is not None
                 body = self.bodies.pop(ev.stream_id, None)
-                if body is not None:
+                if body is not None and self.server.mode == "echo":
                     self._answer(ev.stream_id, bytes(body))
-            elif isinstance(ev, StreamReset | ConnectionTerminated):
-                pass
+        self._flush()
+
+    def _flush(self) -> None:
         out = self.h2.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)
 
     def _answer(self, sid: int, body: bytes) -> None:
         payload = body or self.server.name.encode()
-        self.h2.send_headers(
-            sid,
-            [
-                (b":status", b"200"),
-                (b"content-type", b"application/octet-stream"),
-                (b"x-served-by", self.server.name.encode()),
-            ],
-        )
+        head = [(b":status", b"200"), (b"x-served-by", self.server.name.encode())]
+        self.h2.send_headers(sid, head)
         self.h2.send_data(sid, payload)
         self.h2.send_headers(sid, [(b"x-trailer", b"intact")], end_stream=True)
 
+    def _http1(self, data: bytes) -> None:
+        conn = self.h11
+        assert conn is not None
+        assert self.transport is not None
+        conn.receive_data(data)
+        while True:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
+                break
+            if isinstance(ev, h11.Request):
+                self.server.requests += 1
+            elif isinstance(ev, h11.EndOfMessage):
+                body = f"{self.server.name} HTTP/1.1".encode()
+                head = [("content-length", str(len(body))), ("x-served-by", self.server.name)]
+                self.transport.write(conn.send(h11.Response(status_code=200, headers=head)) or b"")
+                self.transport.write(conn.send(h11.Data(data=body)) or b"")
+                self.transport.write(conn.send(h11.EndOfMessage()) or b"")
+                conn.start_next_cycle()
+
 
 class ScriptedH2Server:
-    """An HTTP/2 server on ``host`` in a background thread. ``mode``: ``echo`` (200, the request body back,
-    or the server name; trailer ``x-trailer: intact``) or ``refuse`` (RST_STREAM REFUSED_STREAM)."""
+    """An HTTP/2 server on ``host`` in a background thread (HTTP/1.1 too, when a client does not start with
+    the HTTP/2 preface). ``mode``: ``echo`` (200, the request body back or the server name, trailer
+    ``x-trailer: intact``), ``refuse`` (RST_STREAM REFUSED_STREAM) or ``hang`` (never answers)."""
 
     def __init__(self, name: str, host: str, mode: str = "echo") -> None:
         self.name = name
@@ -210,3 +240,63 @@ class ScriptedH2Server:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+class RawH2Client:
+    """A blocking HTTP/2 client on a plain socket that reads only when told to: for tests that need to see
+    frames (GOAWAY) or to be a slow consumer. ``window`` is the initial stream window it advertises."""
+
+    def __init__(self, host: str, port: int, window: int = 65535) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        self.h2.local_settings = Settings(
+            client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: window}
+        )
+        self.h2.initiate_connection()
+        self.sock.sendall(self.h2.data_to_send())
+
+    def request(self, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, headers, end_stream=not body)
+        if body:
+            self.h2.send_data(sid, body, end_stream=True)
+        self.sock.sendall(self.h2.data_to_send())
+        return sid
+
+    def events(self, timeout: float = 5.0, ack: bool = True) -> list[Any]:
+        """Events from one read (empty on timeout or EOF); DATA is acknowledged unless ``ack`` is False."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return []
+        if not data:
+            return [None]
+        evs = self.h2.receive_data(data)
+        for ev in evs:
+            if ack and isinstance(ev, DataReceived):
+                assert ev.stream_id is not None
+                self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, ev.stream_id)
+        out = self.h2.data_to_send()
+        if out:
+            self.sock.sendall(out)
+        return evs
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC length-prefixed message (uncompressed)."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def grpc_request_headers(authority: str, method: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", f"/test.Echo/{method}".encode()),
+        (b":authority", authority.encode()),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ]

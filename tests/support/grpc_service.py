@@ -51,6 +51,7 @@ def _handlers(name: str) -> grpc.GenericRpcHandler:
 
     def server_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         count, size, delay_ms = (int(x) for x in request.split())
+        context.send_initial_metadata((("x-served-by", name),))
         context.set_trailing_metadata(trailers)
         for i in range(count):
             if delay_ms and i:

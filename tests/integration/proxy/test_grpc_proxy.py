@@ -5,6 +5,8 @@ killed mid-stream, drain."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,85 @@ def test_bidirectional_streaming_4_mib_messages(hops: Callable[..., TwoHops]) ->
     assert len(got) == 6
     assert all(a == b for a, b in zip(got, msgs, strict=True))
     assert len(got[0]) == 4 * MiB
+
+
+def test_client_deadline_ends_the_call_and_cancels_upstream(hops: Callable[..., TwoHops]) -> None:
+    h = hops()
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        h.client.unary(b"x", metadata=(("x-sleep-ms", "3000"),), timeout=0.5)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - t0 < 2.0
+    # The client's RST_STREAM went through; the proxies did not time anything out themselves.
+    assert h.client_proxy.metric("TargetTimeoutCount", TargetDiscoveryName="echo") == 0
+    assert h.client.unary(b"after", timeout=10) == b"after"
+
+
+def test_per_request_timeout_answers_deadline_exceeded(hops: Callable[..., TwoHops]) -> None:
+    h = hops(client_extra={"timeouts": {"perRequestTimeoutSeconds": 0.5}})
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        h.client.unary(b"x", metadata=(("x-sleep-ms", "3000"),), timeout=10)
+    elapsed = time.monotonic() - t0
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert err.value.details() == "upstream request timeout"
+    assert 0.4 < elapsed < 2.5
+    assert h.client_proxy.metric("TargetTimeoutCount", TargetDiscoveryName="echo") == 1
+    assert h.client_proxy.metric("GrpcCode_Target_ServerError_Count", TargetDiscoveryName="echo") == 1
+
+
+def test_per_request_timeout_during_a_response_stream(hops: Callable[..., TwoHops]) -> None:
+    # Headers and some messages already went to the client: the status comes in trailers.
+    h = hops(client_extra={"timeouts": {"perRequestTimeoutSeconds": 0.6}})
+    got: list[bytes] = []
+    call = h.client.server_stream(b"30 10 100", timeout=10)
+    with pytest.raises(grpc.RpcError) as err:
+        got.extend(call)  # keeps what arrived before the error
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 2 <= len(got) < 30
+
+
+def test_task_killed_mid_stream_gives_unavailable_then_calls_go_to_the_other(
+    hops: Callable[..., TwoHops],
+) -> None:
+    h = hops(servers=2)
+    call = h.client.server_stream(b"200 1000 50", timeout=30)
+    serving = dict(call.initial_metadata())["x-served-by"]
+    for _ in range(3):
+        next(call)
+    victim = next(s for s in h.servers if s.name == serving)
+    victim.kill()
+    with pytest.raises(grpc.RpcError) as err:
+        for _ in call:
+            pass
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    survivors = set()
+    for i in range(10):
+        reply, c = h.client.unary.with_call(f"later-{i}".encode(), timeout=10)
+        assert reply == f"later-{i}".encode()
+        survivors.add(dict(c.trailing_metadata())["x-served-by"])
+    assert survivors == {"task0", "task1"} - {serving}
+    # The calls that met the dead task were retried: trailers-only UNAVAILABLE from its server proxy.
+    assert h.client_proxy.metric("TargetRetryCount", TargetDiscoveryName="echo") >= 1
+
+
+def test_concurrent_calls_share_multiplexed_connections(hops: Callable[..., TwoHops]) -> None:
+    h = hops()
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(10):
+            r = h.client.unary(f"{n}-{i}".encode(), timeout=20)
+            with lock:
+                results.append(r)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == sorted(f"{n}-{i}".encode() for n in range(8) for i in range(10))
+    # One client connection from grpcio; the server proxy needs no more than one upstream connection.
+    assert h.client_proxy.metric("TargetNewConnectionCount", TargetDiscoveryName="echo") == 1
+    assert h.server_proxies[0].metric("RequestCount", DiscoveryName="echo") == 80
