@@ -75,19 +75,21 @@ def upstream_request_head(
 
     ``has_request_id``: the client's headers already carry ``request_id`` (so it is not added twice).
     """
-    listed = _connection_tokens(head.headers) if _has_connection(head.headers) else frozenset()
     parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
     append = parts.append
+    saw_connection = False
     for name, value in head.headers:
         lname = name.lower()
         if lname in _HOP_BY_HOP or lname in _REQUEST_OWN or lname.startswith(b"proxy-"):
-            continue
-        if listed and lname in listed:
+            saw_connection = saw_connection or lname == b"connection"
             continue
         append(name)
         append(b": ")
         append(value)
         append(b"\r\n")
+    if saw_connection:
+        parts = _drop_listed(parts, 4, head.headers)
+        append = parts.append
     if head.upgrade:
         for name, value in head.headers:
             if name.lower() == b"upgrade":
@@ -104,8 +106,17 @@ def upstream_request_head(
     return b"".join(parts)
 
 
-def _has_connection(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(len(n) == 10 and n.lower() == b"connection" for n, _ in headers)
+def _drop_listed(parts: list[bytes], start: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """Remove the header groups (name, ": ", value, CRLF) from ``parts[start:]`` whose names the
+    Connection header lists: they are hop-by-hop too. Rare, so kept off the common path."""
+    listed = _connection_tokens(headers) - _HOP_BY_HOP
+    if not listed:
+        return parts
+    kept = parts[:start]
+    for i in range(start, len(parts), 4):
+        if parts[i].lower() not in listed:
+            kept.extend(parts[i : i + 4])
+    return kept
 
 
 def downstream_response_head(
@@ -116,19 +127,21 @@ def downstream_response_head(
     ``chunked``: the proxy frames the body with chunked encoding (upstream sent chunked or close-delimited);
     ``close``: this is the last response on the client connection.
     """
-    listed = _connection_tokens(resp.headers) if _has_connection(resp.headers) else frozenset()
     parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
     append = parts.append
+    saw_connection = False
     for name, value in resp.headers:
         lname = name.lower()
         if lname in _HOP_BY_HOP or lname in _RESPONSE_OWN or lname.startswith(b"proxy-"):
-            continue
-        if listed and lname in listed:
+            saw_connection = saw_connection or lname == b"connection"
             continue
         append(name)
         append(b": ")
         append(value)
         append(b"\r\n")
+    if saw_connection:
+        parts = _drop_listed(parts, 3, resp.headers)
+        append = parts.append
     append(b"server: envoy\r\n")
     if upgrade:
         for name, value in resp.headers:

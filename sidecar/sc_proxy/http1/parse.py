@@ -288,6 +288,7 @@ class ResponseReader:
         "_te",
         "close_delimited",
         "finished",
+        "reusable",
     )
 
     def __init__(self, head_request: bool = False, max_header_bytes: int = 65536) -> None:
@@ -303,8 +304,17 @@ class ResponseReader:
         self._te: bytes | None = None
         self.close_delimited = False
         self.finished = False
+        self.reusable = False  # the last response ended cleanly: the parser can read the next one
+
+    def reset(self, head_request: bool) -> None:
+        """Read the next response on the same keep-alive connection (only when :attr:`reusable`)."""
+        self._head_request = head_request
+        self.finished = False
+        self.reusable = False
 
     def on_message_begin(self) -> None:
+        if self.finished:
+            self.reusable = False  # bytes after the final response: this connection cannot be trusted
         self._in_head = True
         self._reason = b""
         self._headers = []
@@ -361,6 +371,7 @@ class ResponseReader:
         if not self.finished:
             self._events.append(END)
         if self._parser.get_status_code() >= 200:
+            self.reusable = not self.finished  # a HEAD response leaves llhttp expecting a body
             self.finished = True
 
     def feed(self, data: bytes) -> list[ResponseEvent]:

@@ -94,7 +94,11 @@ class UpstreamConn(asyncio.Protocol):
     def bind(self, owner: UpstreamOwner, head_request: bool, max_header_bytes: int) -> None:
         """Start a request/response cycle for ``owner``."""
         self.owner = owner
-        self.reader = ResponseReader(head_request, max_header_bytes)
+        reader = self.reader
+        if reader is not None and reader.reusable:
+            reader.reset(head_request)
+        else:
+            self.reader = ResponseReader(head_request, max_header_bytes)
         self.received = False
 
     def write(self, data: bytes) -> None:
@@ -163,7 +167,6 @@ class Pool:
     def put(self, conn: UpstreamConn) -> None:
         """Return a connection after a complete response; closes it if the pool is full."""
         conn.owner = None
-        conn.reader = None
         if conn.closed:
             return
         queue = self._idle.get(conn.host)

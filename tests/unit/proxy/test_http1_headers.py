@@ -115,3 +115,11 @@ def test_new_request_ids_are_uuid4_and_distinct() -> None:
     assert a != b
     assert len(a) == 36
     assert a[14:15] == b"4"
+
+
+def test_response_headers_listed_in_connection_are_dropped() -> None:
+    resp = response(
+        b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nX-Keep: 2\r\nContent-Length: 0\r\n\r\n"
+    )
+    lines = header_lines(downstream_response_head(resp, None, chunked=False, close=False))
+    assert lines == [b"HTTP/1.1 200 OK", b"X-Keep: 2", b"Content-Length: 0", b"server: envoy"]

@@ -299,3 +299,25 @@ def test_switching_protocols_hands_over_the_rest() -> None:
 )
 def test_malformed_upstream_responses_become_502(data: bytes) -> None:
     assert error_of(response_events(data)).status == 502
+
+
+def test_response_reader_is_reused_for_the_next_response_on_a_keep_alive_connection() -> None:
+    reader = ResponseReader()
+    first = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+    assert first[-1] == END
+    assert reader.reusable
+    reader.reset(head_request=False)
+    second = reader.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno")
+    assert isinstance(second[0], ResponseHead)
+    assert second[0].status == 404
+    assert body_of(second) == b"no"
+
+
+def test_response_reader_after_head_or_trailing_garbage_is_not_reusable() -> None:
+    head = ResponseReader(head_request=True)
+    head.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    assert head.finished
+    assert not head.reusable
+    extra = ResponseReader()
+    extra.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\n")
+    assert not extra.reusable
