@@ -87,7 +87,7 @@ log "first run: building kube-apiserver 1.20 and kube-controller-manager (5-10 m
 log "installing the build tools (golang-1.19-go, rsync, etcd-server, reflect2)"
 apt-get update -qq >&2
 # gcc: Go 1.19 builds its code generators with cgo by default; dpkg-dev: apt-get source.
-apt-get install -y -qq --no-install-recommends golang-1.19-go rsync etcd-server \
+apt-get install -y -qq --no-install-recommends --no-upgrade golang-1.19-go rsync etcd-server \
   golang-github-modern-go-reflect2-dev make gcc libc6-dev dpkg-dev xz-utils ca-certificates >&2
 
 work="$cache/src"
