@@ -15,7 +15,7 @@ import asyncio
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sc_proxy import tcp
@@ -36,18 +36,21 @@ Handler = Callable[[Route], asyncio.Protocol]
 SO_ORIGINAL_DST = 80
 
 
-def default_handlers() -> dict[str, Handler]:
-    """appProtocol → connection handler (http2 and grpc share the HTTP/2 handler)."""
-    from sc_proxy.http2 import http2_protocol_factory
+def default_handlers(needed: Iterable[str] = ("tcp", "http", "http2", "grpc")) -> dict[str, Handler]:
+    """appProtocol → connection handler (http2 and grpc share the HTTP/2 handler).
 
-    h2: Handler = http2_protocol_factory
-    handlers: dict[str, Handler] = {"tcp": tcp.TcpRelay, "http2": h2, "grpc": h2}
-    try:
-        from sc_proxy.http1 import http1_protocol_factory  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # the HTTP/1.1 handler is optional while it is being built
-        log.warning("HTTP/1.1 handler unavailable; appProtocol http is relayed as TCP")
-        handlers["http"] = tcp.TcpRelay
-    else:
+    Only the handlers in ``needed`` are imported: each costs start-up time and 1-2 MiB of RSS per proxy.
+    """
+    wanted = set(needed)
+    handlers: dict[str, Handler] = {"tcp": tcp.TcpRelay}
+    if wanted & {"http2", "grpc"}:
+        from sc_proxy.http2 import http2_protocol_factory
+
+        h2: Handler = http2_protocol_factory
+        handlers["http2"] = handlers["grpc"] = h2
+    if "http" in wanted:
+        from sc_proxy.http1 import http1_protocol_factory
+
         handlers["http"] = http1_protocol_factory
     return handlers
 
@@ -181,7 +184,10 @@ class Listeners:
     def __init__(self, config: ProxyConfig, plan: Plan, handlers: dict[str, Handler] | None = None) -> None:
         self.config = config
         self.plan = plan
-        self.handlers = handlers or default_handlers()
+        needed = {r.app_protocol for _, _, r in plan.ingress} | {
+            r.app_protocol for r in plan.egress_routes.values()
+        }
+        self.handlers = handlers or default_handlers(needed)
         self.servers: list[tuple[str, asyncio.Server]] = []  # (kind, server); kind "ingress" | "egress"
 
     async def _bind(

@@ -20,16 +20,18 @@ Egress (label ``TargetDiscoveryName``): ``RequestCountPerTarget``, ``TargetNewCo
 For TCP endpoints a "request" is a connection. ``ProcessedBytes`` counts both directions.
 
 The hot path only touches pre-bound children (``stats.request_count.inc()``): plain attribute increments,
-no lock (one event-loop thread), no label lookup. Rendering is done at scrape time; process metrics
-(``process_resident_memory_bytes`` …) come from prometheus-client's process collector.
+no lock (one event-loop thread), no label lookup. Rendering is done at scrape time. The standard process
+metrics (``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ``process_open_fds`` …) are read
+from ``/proc`` here rather than through prometheus-client: importing that library costs about 2 MiB of
+RSS and 0.1 s of start-up in every pod, for a text format this module writes in a few lines.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 from bisect import bisect_left
 from collections.abc import Iterator
-
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 #: TargetResponseTime buckets in milliseconds.
 RESPONSE_TIME_BUCKETS_MS: tuple[float, ...] = (
@@ -114,10 +116,7 @@ class Registry:
 
     def __init__(self, process_metrics: bool = True) -> None:
         self._families: dict[str, _Family] = {}
-        self._process: CollectorRegistry | None = None
-        if process_metrics:
-            self._process = CollectorRegistry(auto_describe=False)
-            ProcessCollector(registry=self._process)
+        self._process = process_metrics and os.path.exists("/proc/self/stat")
 
     def child(self, name: str, kind: str, help_text: str, label: str | None = None, value: str = "") -> Child:
         """The child of family ``name`` for label ``value`` (created once: at set-up, not per request)."""
@@ -154,11 +153,41 @@ class Registry:
                     yield f"{fam.name}{suffix} {_fmt(ch.value)}"
 
     def render(self) -> bytes:
-        text = "\n".join(self._lines()) + "\n"
-        out = text.encode()
-        if self._process is not None:
-            out += generate_latest(self._process)
-        return out
+        lines = list(self._lines())
+        if self._process:
+            lines.extend(_process_lines())
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _process_lines() -> list[str]:
+    """The client libraries' standard process metrics, from /proc (Linux)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as f:
+        vsz_pages, rss_pages = (int(x) for x in f.read().split()[:2])
+    with open("/proc/self/stat") as f:
+        # Fields after the command name (which may contain spaces); starttime is field 22.
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    boot = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                boot = int(line.split()[1])
+    times = os.times()
+    values = [
+        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsz_pages * page),
+        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss_pages * page),
+        ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+         boot + start_ticks / os.sysconf("SC_CLK_TCK")),
+        ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+         times.user + times.system),
+        ("process_open_fds", "gauge", "Number of open file descriptors.", len(os.listdir("/proc/self/fd"))),
+        ("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+         resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
+    ]  # fmt: skip
+    out = []
+    for name, kind, help_text, value in values:
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {_fmt(float(value))}"]
+    return out
 
 
 #: The process-wide registry (one proxy per process).
