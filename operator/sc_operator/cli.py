@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,10 +22,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sc_operator import API_VERSION, __version__
+from sc_operator.api.common import ServiceRef
 from sc_operator.api.namespace import ConnectNamespaceSpec
+from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.crdgen import multi_document_yaml
 from sc_operator.ecsimport import EcsImportError, import_ecs
-from sc_operator.validation import RULES, Violation, validate_service
+from sc_operator.validation import RULES, Violation, parse_and_validate, validate_service, validate_together
 from sc_operator.validation.schema import violations_from
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -85,23 +88,57 @@ def _schema_only(doc: dict[str, Any], model: type[BaseModel]) -> list[Violation]
     return []
 
 
-def validate_document(doc: Any) -> tuple[str, list[Violation]] | None:
-    """(label, violations) for one of our objects; None for documents of other kinds."""
+@dataclass
+class Checked:
+    """One of our objects from the input, and what is wrong with it."""
+
+    label: str
+    violations: list[Violation]
+    registration: tuple[ServiceRef, str, ConnectServiceSpec] | None = None
+    """(owner, ConnectNamespace, spec) of a service whose own rules passed and that names its namespace."""
+
+
+def validate_document(doc: Any) -> Checked | None:
+    """The checked object; None for documents of other kinds (Namespaces, ConfigMaps, …)."""
     if not isinstance(doc, dict):
-        return "document", [Violation("schema", "(document)", "expected a mapping (an object)")]
+        return Checked("document", [Violation("schema", "(document)", "expected a mapping (an object)")])
     kind = doc.get("kind")
     if kind not in ("ConnectService", "ConnectNamespace"):
         return None
-    violations: list[Violation] = []
+    checked = Checked(f"{kind} {_name(doc)}", [])
     if doc.get("apiVersion") != API_VERSION:
-        violations.append(
+        checked.violations.append(
             Violation("schema", "apiVersion", f"must be {API_VERSION}; got {doc.get('apiVersion')!r}")
         )
-    if kind == "ConnectService":
-        violations.extend(validate_service(doc))
-    else:
-        violations.extend(_schema_only(doc, ConnectNamespaceSpec))
-    return f"{kind} {_name(doc)}", violations
+    if kind == "ConnectNamespace":
+        checked.violations.extend(_schema_only(doc, ConnectNamespaceSpec))
+        return checked
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        checked.violations.extend(validate_service(doc))
+        return checked
+    model, violations = parse_and_validate(spec)
+    checked.violations.extend(violations)
+    config = model.service_connect_configuration if model else None
+    if model is not None and not violations and config is not None and config.namespace:
+        meta = doc.get("metadata") or {}
+        owner = ServiceRef(namespace=str(meta.get("namespace") or "default"), name=str(meta.get("name")))
+        checked.registration = (owner, config.namespace, model)
+    return checked
+
+
+def check_documents(docs: Sequence[tuple[str, Any]]) -> list[tuple[str, Checked]]:
+    """(file, checked object) for every object of ours, the cross-object rules applied across files.
+
+    Services that leave ``namespace`` to the Kubernetes namespace's label are checked alone: which
+    ConnectNamespace they join is only known in the cluster.
+    """
+    results = [(path, checked) for path, doc in docs if (checked := validate_document(doc)) is not None]
+    together = validate_together([c.registration for _, c in results if c.registration is not None])
+    for _, checked in results:
+        if checked.registration is not None:
+            checked.violations.extend(together.get(checked.registration[0], []))
+    return results
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
@@ -113,35 +150,29 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
     if not args.filename:
         err.write("scctl validate: give at least one -f FILE (or -f - for stdin)\n")
         return EXIT_USAGE
-    refused = checked = 0
-    report: list[dict[str, Any]] = []
+    docs: list[tuple[str, Any]] = []
     for path in _expand(args.filename):
         try:
-            docs = list(_documents(path, stdin))
+            docs.extend((path, doc) for doc in _documents(path, stdin))
         except InputError as exc:
             err.write(f"scctl validate: {exc}\n")
             return EXIT_USAGE
-        for doc in docs:
-            result = validate_document(doc)
-            if result is None:
-                continue
-            label, violations = result
-            checked += 1
-            refused += bool(violations)
-            report.append({"file": path, "object": label, "violations": [v.as_dict() for v in violations]})
-            if args.output == "text":
-                if violations:
-                    out.write(f"{path}: {label}: refused\n")
-                    out.writelines(f"  {violation}\n" for violation in violations)
-                else:
-                    out.write(f"{path}: {label}: ok\n")
-    if args.output == "json":
-        json.dump(report, out, indent=2)
-        out.write("\n")
-    if checked == 0:
+    results = check_documents(docs)
+    if not results:
         err.write("scctl validate: no ConnectService or ConnectNamespace found\n")
         return EXIT_USAGE
-    return EXIT_REFUSED if refused else EXIT_OK
+    if args.output == "json":
+        report = [
+            {"file": path, "object": c.label, "violations": [v.as_dict() for v in c.violations]}
+            for path, c in results
+        ]
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    else:
+        for path, c in results:
+            out.write(f"{path}: {c.label}: {'refused' if c.violations else 'ok'}\n")
+            out.writelines(f"  {violation}\n" for violation in c.violations)
+    return EXIT_REFUSED if any(c.violations for _, c in results) else EXIT_OK
 
 
 def cmd_import_ecs(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:

@@ -267,3 +267,32 @@ def test_the_shipped_examples_pass_the_operators_rules(capsys: pytest.CaptureFix
     code, out, err = run(capsys, "validate", "-f", str(examples))
     assert code == 0, out + err
     assert "ConnectService" in out
+
+
+def test_validate_finds_two_services_claiming_one_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = service_doc()
+    first["spec"]["serviceConnectConfiguration"] = {
+        **CREATE_SERVICE["serviceConnectConfiguration"],
+        "namespace": "t",
+    }
+    second = copy_with_name(first, "nginx-copy")
+    elsewhere = copy_with_name(first, "nginx-elsewhere")
+    elsewhere["spec"]["serviceConnectConfiguration"]["namespace"] = "other"
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(first))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump_all([second, elsewhere]))
+    code, out, _ = run(capsys, "validate", "-f", str(tmp_path))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("ConnectService web/nginx: ok")
+    assert lines[1].endswith("ConnectService web/nginx-copy: refused")
+    assert any("[discovery-name-duplicate]" in line and "by web/nginx" in line for line in lines)
+    assert any("[client-alias-duplicate]" in line and "nginx:80" in line for line in lines)
+    assert lines[-1].endswith("ConnectService web/nginx-elsewhere: ok")
+
+
+def copy_with_name(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    copied: dict[str, Any] = json.loads(json.dumps(doc))
+    copied["metadata"]["name"] = name
+    return copied

@@ -13,11 +13,13 @@ from sc_operator.registry import Member, Registry
 from sc_operator.validation import (
     RULES,
     STANDALONE_TASK_MESSAGE,
+    StaticRegistry,
     Violation,
     effective_endpoints,
     parse_and_validate,
     validate_registration,
     validate_service,
+    validate_together,
 )
 
 WEB = ServiceRef(namespace="web", name="nginx")
@@ -522,3 +524,29 @@ def test_task_size_of_the_wrong_type_names_the_ecs_forms() -> None:
     [violation] = check(spec)
     assert (violation.rule, violation.field) == ("task-size", f"{TD}.memory")
     assert '"1 GB"' in violation.message
+
+
+def test_validate_together_refuses_the_later_claim_only() -> None:
+    a, b, c = (ServiceRef(namespace="web", name=n) for n in ("a", "b", "c"))
+    other = base()
+    svc(other)["discoveryName"] = "other"
+    svc(other)["clientAliases"] = [{"port": 81}]
+    found = validate_together(
+        [(a, "ns", parsed(base())), (b, "ns", parsed(base())), (c, "ns", parsed(other))]
+    )
+    assert found[a] == []
+    assert {v.rule for v in found[b]} == {"discovery-name-duplicate", "client-alias-duplicate"}
+    assert found[c] == []
+
+
+def test_validate_together_sees_a_service_in_two_namespaces() -> None:
+    found = validate_together([(WEB, "one", parsed(base())), (WEB, "two", parsed(base()))])
+    assert [v.rule for v in found[WEB]] == ["one-namespace"]
+
+
+def test_static_registry_replaces_what_a_service_held() -> None:
+    registry = (
+        StaticRegistry().with_service(WEB, [ep("x", "x", 80, WEB)]).with_service(WEB, [ep("y", "y", 80, WEB)])
+    )
+    assert [e.discovery_name for e in registry.endpoints] == ["y"]
+    assert registry.holders() == [WEB]

@@ -4,12 +4,18 @@
   violation (schema limits and the Service Connect rules);
 - :func:`validate_spec`: the same on an already parsed spec;
 - :func:`validate_registration`: cross-object rules against the ConnectNamespaces' registries;
+  :func:`validate_together`: the same rules over a set of services (offline, e.g. a directory);
 - :func:`effective_endpoints`: what a service registers, defaults applied;
 - :data:`STANDALONE_TASK_MESSAGE`: for the pod webhook; :data:`RULES`: rule id -> one-line rule.
 """
 
 from sc_operator.validation.endpoints import LocatedEndpoint, effective_endpoints, located_endpoints
-from sc_operator.validation.registry import RegistryView, validate_registration
+from sc_operator.validation.registry import (
+    RegistryView,
+    StaticRegistry,
+    validate_registration,
+    validate_together,
+)
 from sc_operator.validation.service import parse_and_validate, validate_service, validate_spec
 from sc_operator.validation.violation import (
     DEPLOYMENT_CONTROLLER_MESSAGE,
@@ -24,6 +30,7 @@ __all__ = [
     "STANDALONE_TASK_MESSAGE",
     "LocatedEndpoint",
     "RegistryView",
+    "StaticRegistry",
     "Violation",
     "effective_endpoints",
     "located_endpoints",
@@ -31,4 +38,5 @@ __all__ = [
     "validate_registration",
     "validate_service",
     "validate_spec",
+    "validate_together",
 ]

@@ -8,11 +8,12 @@ Endpoints the service itself already holds never conflict, so re-validating a re
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.api.service import ConnectServiceSpec
-from sc_operator.validation.endpoints import SCC, located_endpoints
+from sc_operator.validation.endpoints import SCC, effective_endpoints, located_endpoints
 from sc_operator.validation.violation import Violation
 
 
@@ -79,3 +80,42 @@ def validate_registration(
                 )
             )
     return violations
+
+
+@dataclass(frozen=True)
+class StaticRegistry:
+    """A registry as plain data (for offline checks and tests): endpoints with owners, member services."""
+
+    endpoints: tuple[Endpoint, ...] = ()
+    members: tuple[ServiceRef, ...] = ()
+
+    def holders(self) -> list[ServiceRef]:
+        return list(self.members)
+
+    def with_service(self, owner: ServiceRef, endpoints: Sequence[Endpoint]) -> StaticRegistry:
+        """This registry after ``owner`` registered ``endpoints`` (replacing what it held)."""
+        kept = tuple(ep for ep in self.endpoints if ep.service != owner)
+        members = self.members if owner in self.members else (*self.members, owner)
+        return StaticRegistry(endpoints=kept + tuple(endpoints), members=members)
+
+
+def validate_together(
+    services: Sequence[tuple[ServiceRef, str, ConnectServiceSpec]],
+) -> dict[ServiceRef, list[Violation]]:
+    """Cross-object rules over a set of services, as if registered in order into empty namespaces.
+
+    ``services`` holds (owner, ConnectNamespace, spec). A later service is the one refused when two claim
+    the same name, as the operator would refuse whichever came second. Used by ``scctl validate`` to
+    check a directory of manifests without a cluster.
+    """
+    registries: dict[str, StaticRegistry] = {}
+    found: dict[ServiceRef, list[Violation]] = {}
+    for owner, namespace, spec in services:
+        registries.setdefault(namespace, StaticRegistry())
+        violations = validate_registration(spec, owner, namespace, registries)
+        found[owner] = violations
+        if not violations:
+            registries[namespace] = registries[namespace].with_service(
+                owner, effective_endpoints(spec, owner)
+            )
+    return found
