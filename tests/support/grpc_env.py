@@ -22,7 +22,7 @@ import h11
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import DataReceived, RequestReceived, StreamEnded
+from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
 from h2.settings import SettingCodes, Settings
 
 from support.procs import _die_with_parent, free_port
@@ -242,13 +242,27 @@ class ScriptedH2Server:
         self._thread.join(5)
 
 
+class _GracefulH2Connection(H2Connection):
+    """h2 closes its state on any GOAWAY; RFC 9113 §6.8 lets streams up to last-stream-id finish, and the
+    tests need to read them."""
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        ev = ConnectionTerminated()
+        ev.error_code = frame.error_code
+        ev.last_stream_id = frame.last_stream_id
+        ev.additional_data = frame.additional_data or None
+        return [], [ev]
+
+
 class RawH2Client:
     """A blocking HTTP/2 client on a plain socket that reads only when told to: for tests that need to see
     frames (GOAWAY) or to be a slow consumer. ``window`` is the initial stream window it advertises."""
 
     def __init__(self, host: str, port: int, window: int = 65535) -> None:
         self.sock = socket.create_connection((host, port), timeout=10)
-        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        self.h2 = _GracefulH2Connection(H2Configuration(client_side=True, header_encoding=None))
         self.h2.local_settings = Settings(
             client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: window}
         )

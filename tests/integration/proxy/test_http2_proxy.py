@@ -1,0 +1,256 @@
+"""Plain HTTP/2 (appProtocol http2) through a real ``sc-proxy`` process: refused streams retried, 504 on
+perRequestTimeout, HTTP/1.1 clients on an http2 listener, h2load as an independent client, drain with
+GOAWAY, and a slow consumer that must not grow the proxy's memory."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from h2.events import ConnectionTerminated, DataReceived, ResponseReceived, StreamEnded, TrailersReceived
+
+from support.grpc_env import (
+    VIP,
+    GrpcServer,
+    RawH2Client,
+    ScriptedH2Server,
+    client_config,
+    endpoint,
+    grpc_frame,
+    grpc_request_headers,
+    server_config,
+)
+from support.proxy import ProxyProcess
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedH2Server]]:
+    made: list[ScriptedH2Server] = []
+
+    def make(name: str, host: str, mode: str = "echo") -> ScriptedH2Server:
+        srv = ScriptedH2Server(name, host, mode)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        srv.close()
+
+
+def one_hop(
+    start_proxy: Callable[..., ProxyProcess], servers: list[ScriptedH2Server], **extra: Any
+) -> tuple[ProxyProcess, str]:
+    cfg, ports = client_config([endpoint("web", [(s.host, s.port) for s in servers], "http2", **extra)])
+    return start_proxy(cfg), f"http://{VIP}:{ports['web']}"
+
+
+def h2_client() -> httpx.Client:
+    # http1=False + http2=True: HTTP/2 with prior knowledge on cleartext.
+    return httpx.Client(http1=False, http2=True, timeout=10)
+
+
+def test_refused_streams_are_retried_on_another_task(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    refuse = scripted("refuse", "127.0.0.41", "refuse")
+    echo = scripted("echo", "127.0.0.42")
+    proxy, url = one_hop(start_proxy, [refuse, echo])
+    with h2_client() as client:
+        for i in range(10):
+            r = client.post(f"{url}/r{i}", content=f"body-{i}".encode())
+            assert r.status_code == 200
+            assert r.content == f"body-{i}".encode()
+            assert r.headers["x-served-by"] == "echo"
+            assert r.http_version == "HTTP/2"
+    assert refuse.requests >= 1
+    retries = proxy.metric("TargetRetryCount", TargetDiscoveryName="web")
+    assert retries == refuse.requests
+    assert proxy.metric("RequestCountPerTarget", TargetDiscoveryName="web") == 10
+    assert proxy.metric("HTTPCode_Target_2XX_Count", TargetDiscoveryName="web") == 10
+
+
+def test_refused_everywhere_gives_503_after_two_retries(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    servers = [scripted(f"r{i}", f"127.0.0.{43 + i}", "refuse") for i in range(4)]
+    proxy, url = one_hop(start_proxy, servers)
+    with h2_client() as client:
+        r = client.get(f"{url}/x")
+    assert r.status_code == 503
+    # The first attempt and two retries, each on a task not tried before.
+    assert sum(s.requests for s in servers) == 3
+    assert proxy.metric("TargetRetryCount", TargetDiscoveryName="web") == 2
+
+
+def test_per_request_timeout_answers_504(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    hang = scripted("hang", "127.0.0.47", "hang")
+    proxy, url = one_hop(start_proxy, [hang], timeouts={"perRequestTimeoutSeconds": 0.5})
+    t0 = time.monotonic()
+    with h2_client() as client:
+        r = client.get(f"{url}/slow")
+    assert r.status_code == 504
+    assert r.text == "upstream request timeout"
+    assert time.monotonic() - t0 < 2.5
+    assert proxy.metric("TargetTimeoutCount", TargetDiscoveryName="web") == 1
+    assert proxy.metric("HTTPCode_Target_5XX_Count", TargetDiscoveryName="web") == 1
+
+
+def test_trailers_and_headers_of_plain_http2(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    echo = scripted("echo", "127.0.0.48")
+    _, url = one_hop(start_proxy, [echo])
+    port = int(url.rsplit(":", 1)[1])
+    client = RawH2Client(VIP, port)
+    try:
+        headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t"), (b":authority", b"web")]
+        sid = client.request(headers, b"payload")
+        seen: dict[str, Any] = {}
+        deadline = time.monotonic() + 10
+        while "end" not in seen and time.monotonic() < deadline:
+            for ev in client.events():
+                if isinstance(ev, ResponseReceived):
+                    seen["head"] = dict(ev.headers or [])
+                elif isinstance(ev, DataReceived):
+                    seen["body"] = seen.get("body", b"") + (ev.data or b"")
+                elif isinstance(ev, TrailersReceived):
+                    seen["trailers"] = dict(ev.headers or [])
+                elif isinstance(ev, StreamEnded) and ev.stream_id == sid:
+                    seen["end"] = True
+    finally:
+        client.close()
+    assert seen["head"][b":status"] == b"200"
+    assert seen["head"][b"server"] == b"envoy"
+    assert b"x-envoy-upstream-service-time" in seen["head"]
+    assert seen["body"] == b"payload"
+    assert seen["trailers"] == {b"x-trailer": b"intact"}
+
+
+def test_http11_client_on_an_http2_listener(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    echo = scripted("both", "127.0.0.49")
+    _, url = one_hop(start_proxy, [echo])
+    with httpx.Client(timeout=10) as client:
+        r = client.get(f"{url}/plain")
+    assert r.http_version == "HTTP/1.1"
+    assert r.status_code == 200
+    assert r.text == "both HTTP/1.1"
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (Debian nghttp2-client) is not installed")
+def test_h2load_as_an_independent_client(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    servers = [scripted("a", "127.0.0.50"), scripted("b", "127.0.0.51")]
+    proxy, url = one_hop(start_proxy, servers)
+    out = subprocess.run(
+        ["h2load", "-n", "2000", "-c", "4", "-m", "16", f"{url}/load"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    assert m, out
+    assert m.groups() == ("2000", "2000", "2000", "2000", "0"), out
+    assert re.search(r"status codes: 2000 2xx", out), out
+    assert proxy.metric("RequestCountPerTarget", TargetDiscoveryName="web") == 2000
+    assert servers[0].requests == servers[1].requests == 1000  # round robin per stream
+    # 4 client connections, multiplexed onto a bounded number of upstream connections per task.
+    assert servers[0].connections <= 2
+
+
+def _grpc_ingress(
+    tmp_path: Path, start_proxy: Callable[..., ProxyProcess], **extra: Any
+) -> tuple[GrpcServer, ProxyProcess, int]:
+    srv = GrpcServer("task", "127.0.0.38", tmp_path / "grpc.log")
+    cfg, port = server_config("echo", (srv.host, srv.port), **extra)
+    return srv, start_proxy(cfg), port
+
+
+def test_drain_sends_goaway_and_lets_open_streams_finish(
+    tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
+) -> None:
+    srv, proxy, port = _grpc_ingress(tmp_path, start_proxy)
+    client = RawH2Client("127.0.0.1", port)
+    try:
+        sid = client.request(grpc_request_headers("echo", "ServerStream"), grpc_frame(b"20 100 100"))
+        body = b""
+        goaway: list[ConnectionTerminated] = []
+        trailers: dict[bytes, bytes] = {}
+        drained = False
+        deadline = time.monotonic() + 20
+        ended = False
+        while not ended and time.monotonic() < deadline:
+            for ev in client.events():
+                if isinstance(ev, DataReceived):
+                    body += ev.data or b""
+                    if not drained:
+                        assert proxy.get("/drain", method="POST")[0] == 202
+                        drained = True
+                elif isinstance(ev, ConnectionTerminated):
+                    goaway.append(ev)
+                elif isinstance(ev, TrailersReceived):
+                    trailers = dict(ev.headers or [])
+                elif isinstance(ev, StreamEnded):
+                    ended = True
+        assert goaway, "no GOAWAY after drain"
+        assert goaway[0].error_code == 0
+        assert goaway[0].last_stream_id == sid
+        # The open stream finished: all 20 messages of 100 bytes, then OK in the trailers.
+        assert len(body) == 20 * 105
+        assert trailers[b"grpc-status"] == b"0"
+        # The proxy closes the connection once its last stream ended.
+        assert client.events(timeout=5) == [None]
+    finally:
+        client.close()
+        srv.kill()
+
+
+def test_slow_consumer_keeps_proxy_memory_bounded(
+    tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
+) -> None:
+    srv, proxy, port = _grpc_ingress(tmp_path, start_proxy)
+    client = RawH2Client("127.0.0.1", port, window=65535)
+    try:
+        # Warm up the proxy's allocator with a small call first.
+        sid = client.request(grpc_request_headers("echo", "ServerStream"), grpc_frame(b"4 1000 0"))
+        while not any(isinstance(ev, StreamEnded) for ev in client.events()):
+            pass
+        base = proxy.rss_kib()
+        total = 64
+        sid = client.request(
+            grpc_request_headers("echo", "ServerStream"), grpc_frame(f"{total} {MiB} 0".encode())
+        )
+        # Read nothing for a while: the server would have sent 64 MiB by now without flow control.
+        time.sleep(3)
+        stalled = proxy.rss_kib()
+        received = 0
+        ended = False
+        deadline = time.monotonic() + 60
+        while not ended and time.monotonic() < deadline:
+            for ev in client.events():
+                if isinstance(ev, DataReceived) and ev.stream_id == sid:
+                    received += len(ev.data or b"")
+                elif isinstance(ev, StreamEnded) and ev.stream_id == sid:
+                    ended = True
+        after = proxy.rss_kib()
+    finally:
+        client.close()
+        srv.kill()
+    print(f"proxy RSS: base {base} KiB, stalled {stalled} KiB, after 64 MiB {after} KiB")
+    assert received == total * (MiB + 5)
+    assert stalled - base < 16 * 1024, (base, stalled)
+    assert after - base < 24 * 1024, (base, after)
