@@ -186,3 +186,15 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 )
 def test_parse_resolver(text: str, expected: tuple[str, int]) -> None:
     assert parse_resolver(text) == expected
+
+
+def test_the_readme_example_is_valid() -> None:
+    """The configuration example in sidecar/README.md is the documentation users copy: it must load."""
+    import yaml
+
+    readme = Path(__file__).resolve().parents[3] / "sidecar" / "README.md"
+    text = readme.read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(yaml.safe_load(block))
+    assert cfg.aliases[0].endpoint == cfg.endpoints[0].name
+    assert cfg.ingress[0].intercept_port == cfg.ingress[0].app_port
