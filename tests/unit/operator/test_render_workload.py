@@ -14,6 +14,7 @@ from sc_operator.render.names import (
     MANAGED_BY_LABEL,
     PROXY_VERSION_ANNOTATION,
     SERVICE_LABEL,
+    is_label_value,
 )
 from sc_operator.settings import OperatorSettings
 from support.render import (
@@ -375,3 +376,14 @@ def test_service_connect_disabled_renders_the_task_only() -> None:
     assert [c["name"] for c in pod["containers"]] == ["curl"]
     assert "initContainers" not in pod
     assert "hostAliases" not in pod
+
+
+def test_long_service_names_give_valid_labels() -> None:
+    name = "checkout-" + "x" * 90
+    children = render_children(make_inputs(name=name, endpoints=[]))
+    dep = children.deployment
+    k8s_validate(dep)
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert all(is_label_value(v) for v in labels.values())
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert labels[DEPLOYMENT_LABEL] != labels[SERVICE_LABEL]
