@@ -8,13 +8,16 @@ import re
 import shutil
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, DataReceived, ResponseReceived, StreamEnded, TrailersReceived
+from h2.settings import SettingCodes
 
 from support.grpc_env import (
     VIP,
@@ -254,3 +257,58 @@ def test_slow_consumer_keeps_proxy_memory_bounded(
     assert received == total * (MiB + 5)
     assert stalled - base < 16 * 1024, (base, stalled)
     assert after - base < 24 * 1024, (base, after)
+
+
+def _read_until_goaway(client: RawH2Client, seconds: float = 10) -> ConnectionTerminated | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for ev in client.events(timeout=1):
+            if isinstance(ev, ConnectionTerminated):
+                return ev
+            if ev is None:
+                return None
+    return None
+
+
+def test_oversized_headers_end_the_connection_with_enhance_your_calm(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    echo = scripted("echo", "127.0.0.52")
+    proxy, url = one_hop(start_proxy, [echo])
+    port = int(url.rsplit(":", 1)[1])
+    client = RawH2Client(VIP, port)
+    try:
+        client.events(timeout=2)  # the proxy's SETTINGS
+        head = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"web")]
+        client.request([*head, (b"x-big", b"v" * 70_000)])
+        goaway = _read_until_goaway(client)
+    finally:
+        client.close()
+    assert goaway is not None
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert echo.requests == 0
+    assert proxy.metric("TargetRejectedCount", TargetDiscoveryName="web") == 1
+
+
+def test_streams_beyond_max_concurrent_streams_are_a_protocol_error(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    hang = scripted("hang", "127.0.0.53", "hang")
+    proxy, url = one_hop(start_proxy, [hang])
+    port = int(url.rsplit(":", 1)[1])
+    client = RawH2Client(VIP, port)
+    try:
+        client.events(timeout=2)
+        advertised = client.h2.remote_settings.max_concurrent_streams
+        assert advertised == 128
+        # Play a client that ignores the advertised limit (h2 would refuse to send it otherwise).
+        client.h2.remote_settings._settings[SettingCodes.MAX_CONCURRENT_STREAMS] = deque([1000])
+        head = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"web")]
+        for _ in range(advertised + 1):
+            client.request(head)
+        goaway = _read_until_goaway(client)
+    finally:
+        client.close()
+    assert goaway is not None
+    assert goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+    assert proxy.metric("TargetRejectedCount", TargetDiscoveryName="web") == 1
