@@ -6,7 +6,9 @@ implementation independent of the proxy's parser):
 - ``/`` and anything unknown: 200, JSON ``{"name", "method", "path", "headers", "body_len"}``, a
   ``Server: upstream-<name>`` header;
 - ``/status/<code>``: that status; ``/delay/<ms>``: answer after a pause; ``/close``: ``Connection: close``;
-- ``/reset``: abort the connection without answering; ``/stream/<bytes>``: a chunked body of that size;
+- ``/reset``: abort the connection without answering;
+- ``/stream/<bytes>``: a chunked body of that size;
+- ``/fail-on/<name>/<reset|code>``: the upstream called ``<name>`` resets or answers ``<code>``, others 200;
 - ``/garbage``: a reply that is not HTTP;
 - ``/echo``: the request body streamed back (chunked); ``/sink``: the body's length and sha256 (streamed).
 
@@ -62,6 +64,7 @@ async def _next_event(reader: asyncio.StreamReader, conn: h11.Connection) -> Any
 
 async def _serve_conn(name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     conn = h11.Connection(h11.SERVER)
+    served = 0
     try:
         while True:
             event = await _next_event(reader, conn)
@@ -69,7 +72,8 @@ async def _serve_conn(name: str, reader: asyncio.StreamReader, writer: asyncio.S
                 return
             if not isinstance(event, h11.Request):
                 return
-            await _handle(name, conn, event, reader, writer)
+            served += 1
+            await _handle(name, conn, event, reader, writer, served)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             try:
@@ -101,10 +105,14 @@ async def _handle(
     req: h11.Request,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
+    served: int = 1,
 ) -> None:
     path = req.target.decode()
     base = [(b"server", f"upstream-{name}".encode()), (b"x-upstream", name.encode())]
     parts = path.split("?")[0].strip("/").split("/")
+    if parts[0] == "fail-on" and len(parts) > 2 and parts[1] == name:
+        # /fail-on/<name>/<reset|status>: only the upstream called <name> fails; the others answer 200.
+        parts = ["reset"] if parts[2] == "reset" else ["status", parts[2]]
     if parts[0] == "reset":
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
@@ -158,6 +166,7 @@ async def _handle(
         "path": path,
         "headers": {k.decode(): v.decode() for k, v in req.headers},
         "body_len": total,
+        "conn_requests": served,  # requests served on this connection so far (pool reuse is visible)
     }
     await _reply(writer, conn, 200, [*base, *extra], json.dumps(doc).encode())
 
