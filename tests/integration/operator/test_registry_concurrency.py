@@ -108,9 +108,7 @@ def test_racing_for_one_discovery_name_admits_exactly_one(api_client: Any, conne
         svc = ServiceRef(namespace="shop", name=f"claimer-{i}")
         ep = Endpoint(discovery_name="contested", dns_name=f"c{i}", port=80, service=svc)
         try:
-            update_registry(
-                Kube(api_client), connect_namespace, lambda r: register(r, svc, [ep])
-            )
+            update_registry(Kube(api_client), connect_namespace, lambda r: register(r, svc, [ep]))
         except RegistryConflict as exc:
             return ("refused", exc.rule)
         return ("won", svc.name)
