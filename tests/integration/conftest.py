@@ -31,7 +31,7 @@ def envtest_assets() -> Path:
     try:
         return find_assets()
     except Unavailable as exc:
-        unavailable(f"no kube-apiserver/etcd: {exc}; run hack/envtest.sh or set KUBEBUILDER_ASSETS")
+        unavailable(f"no kube-apiserver/etcd: {exc}")
 
 
 @pytest.fixture(scope="session")
