@@ -1,0 +1,83 @@
+"""The HTTP/2 codec layer: preface detection, settings we advertise, graceful GOAWAY in both directions.
+
+Two real h2 state machines talk to each other in memory (no sockets needed for frame-level behaviour)."""
+
+from __future__ import annotations
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import ConnectionTerminated, DataReceived, RemoteSettingsChanged, ResponseReceived, StreamEnded
+from h2.settings import SettingCodes
+
+from sc_proxy.http2 import codec
+
+
+def test_preface_prefix_detection() -> None:
+    assert codec.is_preface_prefix(b"")
+    assert codec.is_preface_prefix(b"PRI * HT")
+    assert codec.is_preface_prefix(codec.PREFACE + b"\x00\x00")
+    assert not codec.is_preface_prefix(b"GET / HTTP/1.1\r\n")
+    assert not codec.is_preface_prefix(b"PRX")
+
+
+def _pair() -> tuple[H2Connection, codec.ProxyH2Connection]:
+    """A plain h2 client and the proxy's server side, connected in memory."""
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    server = codec.server_connection(65536)
+    client.initiate_connection()
+    codec.start(server)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    return client, server
+
+
+def test_advertised_settings_reach_the_peer() -> None:
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    server = codec.server_connection(32768)
+    client.initiate_connection()
+    codec.start(server)
+    events = client.receive_data(server.data_to_send())
+    changed = next(e for e in events if isinstance(e, RemoteSettingsChanged)).changed_settings
+    assert changed[SettingCodes.INITIAL_WINDOW_SIZE].new_value == codec.STREAM_WINDOW
+    assert changed[SettingCodes.MAX_CONCURRENT_STREAMS].new_value == codec.MAX_CONCURRENT_STREAMS
+    assert changed[SettingCodes.MAX_HEADER_LIST_SIZE].new_value == 32768
+    # The connection window is opened beyond the 65535 default.
+    assert client.outbound_flow_control_window == codec.CONNECTION_WINDOW
+
+
+HEAD = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"x")]
+
+
+def test_drain_goaway_leaves_open_streams_working() -> None:
+    client, server = _pair()
+    client.send_headers(1, HEAD, end_stream=True)
+    server.receive_data(client.data_to_send())
+    # The drain GOAWAY is written beside h2 (h2's own close_connection would refuse every later frame).
+    events = client.receive_data(codec.goaway_frame(last_stream_id=1))
+    assert [(type(e), e.error_code, e.last_stream_id) for e in events] == [(ConnectionTerminated, 0, 1)]
+    # ... so the server side still answers the stream that was open.
+    server.send_headers(1, [(b":status", b"200")])
+    server.send_data(1, b"done", end_stream=True)
+    assert server.data_to_send()
+
+
+def test_graceful_goaway_received_lets_the_stream_finish() -> None:
+    proxy_client = codec.client_connection(65536)
+    codec.start(proxy_client)
+    upstream = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    upstream.initiate_connection()
+    upstream.receive_data(proxy_client.data_to_send())
+    proxy_client.receive_data(upstream.data_to_send())
+    proxy_client.send_headers(1, HEAD, end_stream=True)
+    upstream.receive_data(proxy_client.data_to_send())
+    # The upstream announces shutdown (raw GOAWAY NO_ERROR, last stream 1), then answers stream 1.
+    events = proxy_client.receive_data(codec.goaway_frame(1))
+    assert isinstance(events[0], ConnectionTerminated)
+    upstream.send_headers(1, [(b":status", b"200")])
+    upstream.send_data(1, b"finished", end_stream=True)
+    events = proxy_client.receive_data(upstream.data_to_send())
+    kinds = [type(e) for e in events]
+    assert ResponseReceived in kinds
+    assert StreamEnded in kinds
+    assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"finished"
