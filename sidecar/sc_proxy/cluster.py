@@ -62,6 +62,11 @@ class Cluster:
         """Replace the host set (discovery update); keeps the state of hosts that remain."""
         new = tuple(dict.fromkeys(hosts))
         health = {h: self._health.get(h) or policy.HostHealth() for h in new}
+        if self.on_return is not None:
+            # An ejected host that left discovery is no longer out of rotation (keeps the gauge honest).
+            for host, state in self._health.items():
+                if state.ejected_until and host not in health:
+                    self.on_return(host, 0.0)
         self._hosts = new
         self._health = health
         self._ejected = sum(1 for s in health.values() if s.ejected_until)

@@ -190,7 +190,8 @@ class TcpRelay(asyncio.Protocol):
                     self._loop.create_connection(lambda: _UpstreamSide(self), host.address, host.port),
                     route.connect_timeout,
                 )
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError, ValueError):
+                # ValueError: an address the socket layer refuses; treated like any failed attempt.
                 stats.connect_failures.inc()
                 cluster.report_failure(host)
                 failed = failed | {host}

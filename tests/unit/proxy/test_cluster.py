@@ -101,3 +101,14 @@ def test_success_resets_failure_run() -> None:
     c.report_success(A)
     c.report_failure(A)
     assert c.ejected_hosts() == []
+
+
+def test_ejected_host_leaving_discovery_is_reported_back() -> None:
+    c, _ = make(A, B, C)
+    back: list[Host] = []
+    c.on_return = lambda h, _: back.append(h)
+    for _ in range(5):
+        c.report_failure(A)
+    c.set_hosts([B, C])
+    assert back == [A]
+    assert c.ejected_hosts() == []
