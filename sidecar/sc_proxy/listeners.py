@@ -205,6 +205,12 @@ class Listeners:
         for address, port, route in self.plan.ingress:
             handler = self.handlers[route.app_protocol]
             await self._bind("ingress", lambda h=handler, r=route: h(r), address, port)  # type: ignore[misc]
+            if address == "0.0.0.0":
+                # Like Envoy, also [::]: in a dual-stack cluster client proxies find AAAA records too.
+                try:
+                    await self._bind("ingress", lambda h=handler, r=route: h(r), "::", port)  # type: ignore[misc]
+                except OSError as exc:  # no IPv6 in this pod: IPv4 alone is fine
+                    log.info("ingress %s: IPv6 not available (%s)", route.name, exc.strerror)
         egress = self.config.egress
         if egress is None:
             return

@@ -175,6 +175,11 @@ def test_redirect_rules_send_vip_traffic_to_the_proxy(pod: tuple[Netns, Netns], 
     before = _metrics(pod_ns)[front]  # the readiness probe above connected once
     assert _first_line(peer_ns, POD_IP, APP_PORT) == "app 127.0.0.1"
 
+    # The ingress listener (address 0.0.0.0) also listens on [::], as Envoy does, for dual-stack callers.
+    if "::1" in pod_ns.run("ip", "-6", "addr", "show", "dev", "lo", check=False).stdout:
+        assert _first_line(pod_ns, "::1", INGRESS_PORT) == "app 127.0.0.1"
+        before += 1
+
     m = _metrics(pod_ns)
     assert m['RequestCountPerTarget{TargetDiscoveryName="backend"}'] == 1
     assert m["EgressUnknownDestinationCount"] == 1
