@@ -64,6 +64,15 @@ def rolling_update(config: DeploymentConfiguration | None) -> dict[str, Any]:
     }
 
 
+def needs_redirect(inputs: RenderInputs) -> bool:
+    """Whether the pod needs the privileged interception init container: the ``redirect`` mode with
+    something to redirect (an alias to reach, or a served containerPort without ingressPortOverride).
+    A client with nothing pinned, or a server whose every endpoint has an override, runs unprivileged."""
+    if inputs.interception != "redirect":
+        return False
+    return bool(inputs.pinned) or any(s.ingress_port_override is None for s in inputs.served())
+
+
 def pod_labels(inputs: RenderInputs) -> dict[str, str]:
     return {**managed_labels(inputs.service_name), DEPLOYMENT_LABEL: label_value(inputs.deployment_name)}
 
@@ -96,7 +105,7 @@ def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, An
         },
         {"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
     ]
-    if inputs.interception == "redirect":
+    if needs_redirect(inputs):
         init.append(intercept_container(settings))
         volumes.append({"name": RUN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
     if inputs.native_sidecar:

@@ -387,3 +387,19 @@ def test_long_service_names_give_valid_labels() -> None:
     assert all(is_label_value(v) for v in labels.values())
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert labels[DEPLOYMENT_LABEL] != labels[SERVICE_LABEL]
+
+
+def test_no_privileged_init_container_when_nothing_needs_redirecting() -> None:
+    # A client with nothing pinned yet: no alias to redirect, no port served.
+    spec = pod_spec(client_inputs(endpoints=[]))
+    assert "initContainers" not in spec
+    # A server reaching nothing whose endpoint bypasses interception with ingressPortOverride.
+    nginx = dict(NGINX_SPEC)
+    nginx["serviceConnectConfiguration"] = {
+        "enabled": True,
+        "services": [{"portName": "nginx", "clientAliases": [{"port": 80}], "ingressPortOverride": 8080}],
+    }
+    spec = pod_spec(make_inputs(nginx, endpoints=[]))
+    assert "initContainers" not in spec
+    # Served without an override: non-local callers of port 80 must be redirected.
+    assert [c["name"] for c in pod_spec(make_inputs(endpoints=[]))["initContainers"]] == ["sc-intercept"]
