@@ -1,21 +1,14 @@
 """The admission webhooks on a real kube-apiserver, served by the real operator process.
 
-The API server calls the operator's webhook server on a loopback address over TLS with a test CA. The
-ValidatingWebhookConfiguration is the one the chart renders, with two changes for a shared test API
-server: clientConfig points at the loopback URL instead of the in-cluster Service, and each webhook is
-narrowed (namespace/object selector) to this module's objects so that other tests never see it.
+The API server calls the operator's webhook server on a loopback address over TLS with a test CA, as
+configured by the chart's ValidatingWebhookConfiguration (see support.webhookenv for the two changes a
+shared test API server needs).
 """
 
 from __future__ import annotations
 
-import base64
-import copy
-import shutil
-import socket
-import ssl
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,14 +16,11 @@ import yaml
 
 from sc_operator.kube import CONNECT_NAMESPACES, DEPLOYMENTS, NAMESPACES, PODS, REPLICASETS, Kube
 from sc_operator.validation import DEPLOYMENT_CONTROLLER_MESSAGE, STANDALONE_TASK_MESSAGE
-from support.certs import write_certs
 from support.envtest import REPO, KubeAPI
-from support.helmchart import Helm, by_kind
+from support.helmchart import Helm
 from support.kubectl import Kubectl
-from support.operator import OperatorProcess, wait_for
-from support.procs import free_port
-
-SCOPE_LABEL = "serviceconnect.dev/webhook-test"
+from support.operator import wait_for
+from support.webhookenv import SCOPE_LABEL, WebhookServer, scoped_webhook_config, start_webhook_operator
 
 
 @pytest.fixture(scope="module")
@@ -48,76 +38,25 @@ def kube(kube_api: KubeAPI) -> Iterator[Kube]:
 
 
 @pytest.fixture(scope="module")
-def webhook_operator(
+def webhook_server(
     kube_api: KubeAPI,
     controller_manager: Any,
     crds_installed: list[str],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[OperatorProcess, int, Path]]:
-    """sc-operator with webhooks on, serving 127.0.0.1:<port> with a certificate of a test CA."""
-    tmp = tmp_path_factory.mktemp("webhook-operator")
-    pki = write_certs(tmp / "pki")  # CA + serving cert for 127.0.0.1
-    cert_dir = tmp / "tls"
-    cert_dir.mkdir()
-    shutil.copy(pki.serving_cert, cert_dir / "tls.crt")
-    shutil.copy(pki.serving_key, cert_dir / "tls.key")
-    port = free_port()
-    op = OperatorProcess(
-        kube_api,
-        tmp,
-        env={
-            "SERVICECONNECT_WEBHOOK_ENABLED": "true",
-            "SERVICECONNECT_WEBHOOK_ADDR": "127.0.0.1",
-            "SERVICECONNECT_WEBHOOK_PORT": str(port),
-            "SERVICECONNECT_WEBHOOK_CERT_DIR": str(cert_dir),
-            "SERVICECONNECT_WEBHOOK_EXCLUDE_NAMESPACES": "kube-system",
-        },
-    )
-    op.start()
-    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
-
-    def serving() -> bool:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-        ):
-            return tls.version() is not None
-
+) -> Iterator[WebhookServer]:
+    server = start_webhook_operator(kube_api, tmp_path_factory.mktemp("webhook-operator"))
     try:
-        wait_for("the operator's webhook server", lambda: _quiet(serving), timeout=60)
-        yield op, port, pki.ca_cert
+        yield server
     finally:
-        op.stop()
-
-
-def _quiet(check: Any) -> Any:
-    try:
-        return check()
-    except OSError:
-        return None
+        server.operator.stop()
 
 
 @pytest.fixture(scope="module")
-def webhook_config(
-    helm: Helm, kubectl: Kubectl, webhook_operator: tuple[OperatorProcess, int, Path], scope: str
-) -> Iterator[str]:
-    """The chart's ValidatingWebhookConfiguration, aimed at the loopback server and scoped to this module."""
-    _, port, ca = webhook_operator
-    (config,) = by_kind(helm.template(namespace="sc-system"), "ValidatingWebhookConfiguration")
-    config = copy.deepcopy(config)
+def webhook_config(helm: Helm, kubectl: Kubectl, webhook_server: WebhookServer, scope: str) -> Iterator[str]:
     name = f"sc-webhook-test-{scope}"
-    config["metadata"]["name"] = name
-    for hook in config["webhooks"]:
-        path = hook["clientConfig"]["service"]["path"]
-        hook["clientConfig"] = {
-            "url": f"https://127.0.0.1:{port}{path}",
-            "caBundle": base64.b64encode(ca.read_bytes()).decode(),
-        }
-        if "namespaceSelector" in hook:
-            hook["namespaceSelector"]["matchLabels"] = {SCOPE_LABEL: scope}
-        else:
-            hook["objectSelector"]["matchLabels"] = {SCOPE_LABEL: scope}
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(config))
+    kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump(scoped_webhook_config(helm, webhook_server, name, scope))
+    )
     try:
         yield name
     finally:
