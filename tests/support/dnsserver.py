@@ -1,6 +1,7 @@
 """A real DNS server for discovery tests (dnslib, UDP on a loopback port, in a background thread).
 
-Records are changed while it runs; ``failing = True`` answers SERVFAIL to everything.
+Records are changed while it runs; ``failing = True`` answers SERVFAIL to everything; ``queries`` counts
+what it was asked.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             elif qtype == "SRV":
                 for target, port in zone.srv.get(qname, []):
                     reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port, target), ttl=1))
+                    if zone.additional:  # what CoreDNS does for a headless Service's SRV answer
+                        for addr in zone.a.get(target, []):
+                            reply.add_ar(RR(target, QTYPE.A, rdata=A(addr), ttl=1))
+                        for addr in zone.aaaa.get(target, []):
+                            reply.add_ar(RR(target, QTYPE.AAAA, rdata=AAAA(addr), ttl=1))
             known = qname in zone.a or qname in zone.aaaa or qname in zone.srv
             if not reply.rr and not known:
                 reply.header.rcode = RCODE.NXDOMAIN
@@ -50,6 +56,8 @@ class LocalDns:
         self.aaaa: dict[str, list[str]] = {}
         self.srv: dict[str, list[tuple[str, int]]] = {}
         self.failing = False
+        #: Put the SRV targets' addresses in the additional section (else clients must look them up).
+        self.additional = True
         self.queries = 0
         self._server = DNSServer(
             _Resolver(self),

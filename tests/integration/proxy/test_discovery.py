@@ -26,8 +26,10 @@ def dns() -> Iterator[LocalDns]:
     server.close()
 
 
-async def test_srv_targets_with_their_own_ports_and_addresses(dns: LocalDns) -> None:
+@pytest.mark.parametrize("additional", [True, False], ids=["additional-section", "looked-up"])
+async def test_srv_targets_with_their_own_ports_and_addresses(dns: LocalDns, additional: bool) -> None:
     dns.set(
+        additional=additional,
         srv={SRV_NAME: [("task-1." + SVC, 15080), ("task-2." + SVC, 15081)]},
         a={"task-1." + SVC: ["10.1.0.1"], "task-2." + SVC: ["10.1.0.2"]},
         aaaa={"task-2." + SVC: ["fd00::2"]},
@@ -37,6 +39,8 @@ async def test_srv_targets_with_their_own_ports_and_addresses(dns: LocalDns) -> 
     assert await source.refresh()
     # A task on a new ingress port (mid-rollout) is reached on that port.
     assert set(cluster.hosts) == {Host("10.1.0.1", 15080), Host("10.1.0.2", 15081), Host("fd00::2", 15081)}
+    # With the additional section one query suffices; without it each target is looked up (A + AAAA).
+    assert dns.queries == (1 if additional else 5)
 
 
 async def test_a_records_with_a_fixed_port(dns: LocalDns) -> None:
