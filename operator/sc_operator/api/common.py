@@ -38,7 +38,8 @@ class ApiModel(BaseModel):
     """Base of every spec model: camelCase on the wire, unknown fields refused.
 
     Refusing unknown fields matters for ``scctl validate``: a misspelt ECS field would otherwise be dropped
-    silently (the API server prunes it too).
+    silently (the API server prunes it too). Types are strict for the same reason: the models must refuse
+    what the CRD schema refuses, or ``scctl validate`` would pass objects ``kubectl apply`` rejects.
     """
 
     model_config = ConfigDict(
@@ -47,6 +48,8 @@ class ApiModel(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
         extra="forbid",
+        # Strict types, as the API server checks them: "80" is not a port and "yes" is not a boolean.
+        strict=True,
         use_attribute_docstrings=True,
     )
 
@@ -62,7 +65,8 @@ class StatusModel(ApiModel):
     does not know, and that must not break reading.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    # Lax types: timestamps arrive as RFC 3339 strings.
+    model_config = ConfigDict(extra="ignore", strict=False)
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
