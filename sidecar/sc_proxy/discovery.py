@@ -140,7 +140,7 @@ class DnsSource:
             hosts = await resolve_hosts(self._resolver, self._cfg)
             if not hosts:
                 raise ResolutionError(f"{self._cfg.srv_name or self._cfg.name}: no records")
-        except ResolutionError as exc:
+        except Exception as exc:  # a resolver bug must not stop discovery either: keep the set
             self.failures += 1
             if not self._failing:
                 log.warning("discovery %s: %s; keeping %d known hosts", self._cluster.name, exc,

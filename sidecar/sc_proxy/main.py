@@ -78,8 +78,10 @@ async def serve(config: ProxyConfig, started: float) -> int:
             )
     state.ready = True
     log.info(
-        "ready in %.0f ms: config %s, %d listeners",
+        "ready in %.0f ms: %s/%s config %s, %d listeners",
         (time.monotonic() - started) * 1000,
+        config.service.namespace or "-",
+        config.service.name or "-",
         config.version,
         len(listeners.servers),
     )
