@@ -19,27 +19,9 @@ import os
 from http import HTTPStatus
 from typing import Final
 
-from sc_proxy.http1.parse import RequestHead, ResponseHead
+from sc_proxy.http1.parse import HOP_BY_HOP, RequestHead, ResponseHead
 
 SERVER: Final = b"envoy"
-
-#: Lower-cased names never forwarded as they are (RFC 9110 §7.6.1 plus the legacy Proxy-Connection).
-_HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    }
-)
-#: Request headers the proxy sets itself (an incoming value is replaced).
-_REQUEST_OWN: Final = frozenset({b"x-forwarded-proto", b"x-envoy-expected-rq-timeout-ms"})
-_RESPONSE_OWN: Final = frozenset({b"server", b"x-envoy-upstream-service-time"})
 
 
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -51,6 +33,19 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
+def _without_listed(lines: list[bytes], headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """``lines`` minus the headers a Connection header names (hop-by-hop too; rare, off the common path)."""
+    listed = _connection_tokens(headers) - HOP_BY_HOP
+    return [line for line in lines if line.split(b":", 1)[0].lower() not in listed]
+
+
+def _upgrade_value(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name.lower() == b"upgrade":
+            return value
+    return b""
+
+
 def request_id_of(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The client's ``x-request-id``, if it sent one."""
     for name, value in headers:
@@ -59,9 +54,30 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return None
 
 
+class _RandomPool:
+    """Random bytes fetched 4 KiB at a time: one getrandom() per 256 request ids instead of one each."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.pos = 0
+
+    def take16(self) -> bytes:
+        pos = self.pos
+        if pos + 16 > len(self.buf):
+            self.buf = os.urandom(4096)
+            pos = 0
+        self.pos = pos + 16
+        return self.buf[pos : pos + 16]
+
+
+_RANDOM = _RandomPool()
+
+
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its text form, built without the ``uuid`` module's object overhead."""
-    h = bytearray(os.urandom(16))
+    h = bytearray(_RANDOM.take16())
     h[6] = (h[6] & 0x0F) | 0x40
     h[8] = (h[8] & 0x3F) | 0x80
     x = h.hex().encode()
@@ -75,48 +91,19 @@ def upstream_request_head(
 
     ``has_request_id``: the client's headers already carry ``request_id`` (so it is not added twice).
     """
-    parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
-    append = parts.append
-    saw_connection = False
-    for name, value in head.headers:
-        lname = name.lower()
-        if lname in _HOP_BY_HOP or lname in _REQUEST_OWN or lname.startswith(b"proxy-"):
-            saw_connection = saw_connection or lname == b"connection"
-            continue
-        append(name)
-        append(b": ")
-        append(value)
-        append(b"\r\n")
-    if saw_connection:
-        parts = _drop_listed(parts, 4, head.headers)
-        append = parts.append
+    lines = _without_listed(head.lines, head.headers) if head.conn_listed else head.lines
+    parts = [b"%s %s HTTP/1.1\r\n" % (head.method, head.target), b"".join(lines)]
     if head.upgrade:
-        for name, value in head.headers:
-            if name.lower() == b"upgrade":
-                append(b"connection: upgrade\r\nupgrade: " + value + b"\r\n")
-                break
+        parts.append(b"connection: upgrade\r\nupgrade: " + _upgrade_value(head.headers) + b"\r\n")
     if head.chunked:
-        append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"transfer-encoding: chunked\r\n")
     if not has_request_id:
-        append(b"x-request-id: " + request_id + b"\r\n")
-    append(b"x-forwarded-proto: http\r\n")
+        parts.append(b"x-request-id: " + request_id + b"\r\n")
     if timeout_ms is not None:
-        append(b"x-envoy-expected-rq-timeout-ms: %d\r\n" % timeout_ms)
-    append(b"\r\n")
+        parts.append(b"x-forwarded-proto: http\r\nx-envoy-expected-rq-timeout-ms: %d\r\n\r\n" % timeout_ms)
+    else:
+        parts.append(b"x-forwarded-proto: http\r\n\r\n")
     return b"".join(parts)
-
-
-def _drop_listed(parts: list[bytes], start: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-    """Remove the header groups (name, ": ", value, CRLF) from ``parts[start:]`` whose names the
-    Connection header lists: they are hop-by-hop too. Rare, so kept off the common path."""
-    listed = _connection_tokens(headers) - _HOP_BY_HOP
-    if not listed:
-        return parts
-    kept = parts[:start]
-    for i in range(start, len(parts), 4):
-        if parts[i].lower() not in listed:
-            kept.extend(parts[i : i + 4])
-    return kept
 
 
 def downstream_response_head(
@@ -127,34 +114,18 @@ def downstream_response_head(
     ``chunked``: the proxy frames the body with chunked encoding (upstream sent chunked or close-delimited);
     ``close``: this is the last response on the client connection.
     """
-    parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
-    append = parts.append
-    saw_connection = False
-    for name, value in resp.headers:
-        lname = name.lower()
-        if lname in _HOP_BY_HOP or lname in _RESPONSE_OWN or lname.startswith(b"proxy-"):
-            saw_connection = saw_connection or lname == b"connection"
-            continue
-        append(name)
-        append(b": ")
-        append(value)
-        append(b"\r\n")
-    if saw_connection:
-        parts = _drop_listed(parts, 3, resp.headers)
-        append = parts.append
-    append(b"server: envoy\r\n")
+    lines = _without_listed(resp.lines, resp.headers) if resp.conn_listed else resp.lines
+    parts = [b"HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason), b"".join(lines), b"server: envoy\r\n"]
     if upgrade:
-        for name, value in resp.headers:
-            if name.lower() == b"upgrade":
-                append(b"connection: upgrade\r\nupgrade: " + value + b"\r\n")
-                break
+        parts.append(b"connection: upgrade\r\nupgrade: " + _upgrade_value(resp.headers) + b"\r\n")
     elif close:
-        append(b"connection: close\r\n")
+        parts.append(b"connection: close\r\n")
     if chunked:
-        append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"transfer-encoding: chunked\r\n")
     if service_time_ms is not None:
-        append(b"x-envoy-upstream-service-time: %d\r\n" % service_time_ms)
-    append(b"\r\n")
+        parts.append(b"x-envoy-upstream-service-time: %d\r\n\r\n" % service_time_ms)
+    else:
+        parts.append(b"\r\n")
     return b"".join(parts)
 
 
@@ -163,7 +134,7 @@ def interim_response_head(resp: ResponseHead) -> bytes:
     parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
     for name, value in resp.headers:
         lname = name.lower()
-        if lname in _HOP_BY_HOP or lname.startswith(b"proxy-"):
+        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
             continue
         parts.append(name + b": " + value + b"\r\n")
     parts.append(b"\r\n")

@@ -21,6 +21,34 @@ import httptools
 #: Marks the end of a message's body.
 END: Final = b""
 
+#: Lower-cased names that are hop-by-hop (RFC 9110 §7.6.1, plus the legacy Proxy-Connection): never forwarded
+#: as they are; each hop is framed by the proxy. ``Proxy-*`` names are dropped too.
+HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+#: Request headers the proxy sets itself (an incoming value is replaced).
+REQUEST_OWN: Final = frozenset({b"x-forwarded-proto", b"x-envoy-expected-rq-timeout-ms"})
+#: Response headers the proxy sets itself.
+RESPONSE_OWN: Final = frozenset({b"server", b"x-envoy-upstream-service-time"})
+_REQUEST_DROP: Final = HOP_BY_HOP | REQUEST_OWN
+_RESPONSE_DROP: Final = HOP_BY_HOP | RESPONSE_OWN
+_PLAIN_CONNECTION_TOKENS: Final = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+
+
+def _lists_other_headers(connection_value: bytes) -> bool:
+    """A Connection header naming more than keep-alive/close/upgrade makes those names hop-by-hop."""
+    return any(t.strip() not in _PLAIN_CONNECTION_TOKENS for t in connection_value.lower().split(b","))
+
 
 class ParseError:
     """The stream cannot be continued; answer ``status`` (``reason`` says which rule) and close."""
@@ -46,15 +74,23 @@ class Upgraded:
 
 class RequestHead:
     """One parsed request line and header block. Header names keep their case; ``chunked`` and
-    ``content_length`` describe the body framing (neither means no body)."""
+    ``content_length`` describe the body framing (neither means no body).
+
+    ``lines``: the end-to-end headers, already rendered (``b"Name: value\r\n"``), in order: what is
+    forwarded, unless ``conn_listed`` (a Connection header names further hop-by-hop headers to remove).
+    ``request_id``: the client's ``x-request-id``, if any.
+    """
 
     __slots__ = (
         "chunked",
+        "conn_listed",
         "content_length",
         "expect_continue",
         "headers",
         "keep_alive",
+        "lines",
         "method",
+        "request_id",
         "target",
         "upgrade",
     )
@@ -69,7 +105,13 @@ class RequestHead:
         chunked: bool,
         expect_continue: bool,
         upgrade: bool,
+        lines: list[bytes] | None = None,
+        request_id: bytes | None = None,
+        conn_listed: bool = False,
     ) -> None:
+        self.lines = lines if lines is not None else [n + b": " + v + b"\r\n" for n, v in headers]
+        self.request_id = request_id
+        self.conn_listed = conn_listed
         self.method = method
         self.target = target
         self.headers = headers
@@ -90,7 +132,17 @@ class ResponseHead:
     ``close_delimited``: the body runs until the upstream closes the connection.
     """
 
-    __slots__ = ("chunked", "close_delimited", "content_length", "headers", "keep_alive", "reason", "status")
+    __slots__ = (
+        "chunked",
+        "close_delimited",
+        "conn_listed",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "lines",
+        "reason",
+        "status",
+    )
 
     def __init__(
         self,
@@ -101,7 +153,11 @@ class ResponseHead:
         content_length: int | None,
         chunked: bool,
         close_delimited: bool,
+        lines: list[bytes] | None = None,
+        conn_listed: bool = False,
     ) -> None:
+        self.lines = lines if lines is not None else [n + b": " + v + b"\r\n" for n, v in headers]
+        self.conn_listed = conn_listed
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -132,6 +188,7 @@ class RequestReader:
     """
 
     __slots__ = (
+        "_conn_listed",
         "_content_length",
         "_events",
         "_expect",
@@ -140,8 +197,10 @@ class RequestReader:
         "_headers",
         "_host_count",
         "_in_head",
+        "_lines",
         "_max_header_bytes",
         "_parser",
+        "_rid",
         "_te",
         "_url",
         "finished",
@@ -159,6 +218,9 @@ class RequestReader:
     def _reset_head(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._lines: list[bytes] = []
+        self._rid: bytes | None = None
+        self._conn_listed = False
         self._header_sum = 0
         self._content_length: int | None = None
         self._te: bytes | None = None
@@ -188,15 +250,23 @@ class RequestReader:
         if self._header_sum > self._max_header_bytes:
             raise _Violation(431, f"request headers exceed maxHeaderBytes ({self._max_header_bytes})")
         lname = name.lower()
+        self._headers.append((name, value))
+        if lname in _REQUEST_DROP or lname.startswith(b"proxy-"):
+            if lname == b"transfer-encoding":
+                self._te = value
+            elif lname == b"connection" and _lists_other_headers(value):
+                self._conn_listed = True
+            return
         if lname == b"content-length":
             self._content_length = int(value)  # llhttp has validated the digits and refused duplicates
-        elif lname == b"transfer-encoding":
-            self._te = value
         elif lname == b"host":
             self._host_count += 1
+        elif lname == b"x-request-id":
+            if self._rid is None:
+                self._rid = value
         elif lname == b"expect" and value.lower() == b"100-continue":
             self._expect = True
-        self._headers.append((name, value))
+        self._lines.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -226,6 +296,9 @@ class RequestReader:
                 chunked,
                 self._expect,
                 parser.should_upgrade(),
+                self._lines,
+                self._rid,
+                self._conn_listed,
             )
         )
 
@@ -282,11 +355,13 @@ class ResponseReader:
         "_header_sum",
         "_headers",
         "_in_head",
+        "_lines",
         "_max_header_bytes",
         "_parser",
         "_reason",
         "_te",
         "close_delimited",
+        "conn_listed",
         "finished",
         "reusable",
     )
@@ -299,10 +374,12 @@ class ResponseReader:
         self._in_head = False
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._lines: list[bytes] = []
         self._header_sum = 0
         self._content_length: int | None = None
         self._te: bytes | None = None
         self.close_delimited = False
+        self.conn_listed = False
         self.finished = False
         self.reusable = False  # the last response ended cleanly: the parser can read the next one
 
@@ -318,6 +395,8 @@ class ResponseReader:
         self._in_head = True
         self._reason = b""
         self._headers = []
+        self._lines = []
+        self.conn_listed = False
         self._header_sum = 0
         self._content_length = None
         self._te = None
@@ -332,11 +411,16 @@ class ResponseReader:
         if self._header_sum > self._max_header_bytes:
             raise _Violation(502, "upstream response headers exceed maxHeaderBytes")
         lname = name.lower()
+        self._headers.append((name, value))
+        if lname in _RESPONSE_DROP or lname.startswith(b"proxy-"):
+            if lname == b"transfer-encoding":
+                self._te = value
+            elif lname == b"connection" and _lists_other_headers(value):
+                self.conn_listed = True
+            return
         if lname == b"content-length":
             self._content_length = int(value)
-        elif lname == b"transfer-encoding":
-            self._te = value
-        self._headers.append((name, value))
+        self._lines.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -357,6 +441,8 @@ class ResponseReader:
                 self._content_length,
                 chunked,
                 close_delimited,
+                self._lines,
+                self.conn_listed,
             )
         )
         if self._head_request and status >= 200:

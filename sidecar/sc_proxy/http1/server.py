@@ -56,6 +56,7 @@ class Exchange:
         "chunks",
         "close_after",
         "conn",
+        "deadline",
         "error",
         "failed_host",
         "has_rid",
@@ -70,7 +71,6 @@ class Exchange:
         "start",
         "start_wall",
         "status",
-        "timer",
         "tried",
         "up_keep_alive",
         "upgrade_rest",
@@ -103,7 +103,7 @@ class Exchange:
         self.close_after = False
         self.status = 0
         self.bytes_out = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time when perRequestTimeout fires; 0 = none
         self.upgrade_rest: bytes | None = None
 
 
@@ -133,6 +133,8 @@ class Http1Connection(asyncio.Protocol):
         self.last_active = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
         self.header_timer: asyncio.TimerHandle | None = None
+        # One lazily re-armed timer for perRequestTimeout instead of a timer per request.
+        self.request_timer: asyncio.TimerHandle | None = None
         self.bytes_in = 0
         self.obuf: list[bytes] | None = None  # output collected while handling one batch of events
 
@@ -210,10 +212,10 @@ class Http1Connection(asyncio.Protocol):
         self.closing = True
         self.stats.active_connections.dec()
         self.route.lifecycle.unregister(self)
-        for timer in (self.idle_timer, self.header_timer):
+        for timer in (self.idle_timer, self.header_timer, self.request_timer):
             if timer is not None:
                 timer.cancel()
-        self.idle_timer = self.header_timer = None
+        self.idle_timer = self.header_timer = self.request_timer = None
         if self.relay is not None:
             self.stats.processed_bytes.inc(self.bytes_in)
             self.relay.close()
@@ -225,9 +227,6 @@ class Http1Connection(asyncio.Protocol):
                 cur.conn.abort()
                 cur.conn = None
             self._account(cur, flags="DC")
-        for ex in self.queue:
-            if ex.timer is not None:
-                ex.timer.cancel()
         self.queue.clear()
         self.current = None
 
@@ -392,12 +391,26 @@ class Http1Connection(asyncio.Protocol):
             return
         head = ex.head
         assert head is not None
-        rid = hdr.request_id_of(head.headers)
+        rid = head.request_id
         ex.has_rid = rid is not None
         ex.request_id = rid if rid is not None else hdr.new_request_id()
-        if self.route.per_request_timeout:
-            ex.timer = self.loop.call_later(self.route.per_request_timeout, self._on_request_timeout, ex)
+        per_request = self.route.per_request_timeout
+        if per_request:
+            ex.deadline = self.loop.time() + per_request
+            if self.request_timer is None:
+                self.request_timer = self.loop.call_at(ex.deadline, self._check_deadline)
         self._attempt(ex)
+
+    def _check_deadline(self) -> None:
+        self.request_timer = None
+        ex = self.current
+        if ex is None or ex.response_done or not ex.deadline or self.closing:
+            return  # the next request arms the timer again
+        if self.loop.time() < ex.deadline:
+            self.request_timer = self.loop.call_at(ex.deadline, self._check_deadline)
+            return
+        ex.deadline = 0.0
+        self._on_request_timeout(ex)
 
     def _attempt(self, ex: Exchange) -> None:
         host = self.cluster.pick(ex.tried)
@@ -471,7 +484,6 @@ class Http1Connection(asyncio.Protocol):
         self._local_reply(ex, status, "", close=not ex.request_complete)
 
     def _on_request_timeout(self, ex: Exchange) -> None:
-        ex.timer = None
         if ex.response_done or self.closing:
             return
         self.stats.timeouts.inc()
@@ -517,9 +529,6 @@ class Http1Connection(asyncio.Protocol):
 
     def _finish(self, ex: Exchange) -> None:
         """The response is complete: account, release the upstream, go on with the next request."""
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
         if not ex.request_complete and not ex.close_after:
             # Response done before the request body: we cannot tell where the next request would start.
             ex.close_after = True
@@ -660,9 +669,8 @@ class Http1Connection(asyncio.Protocol):
             self.cluster.report_success(host)
         ex.status = status
         ex.response_started = True
-        if ex.timer is not None and status == 101:
-            ex.timer.cancel()
-            ex.timer = None
+        if status == 101:
+            ex.deadline = 0.0  # an upgraded connection has no request timeout
         head = ex.head
         assert head is not None
         is_head = head.method == b"HEAD"
