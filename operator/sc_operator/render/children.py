@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sc_operator.render.checks import render_violations
@@ -15,11 +17,17 @@ from sc_operator.render.names import (
     label_value,
     managed_labels,
 )
-from sc_operator.render.proxy_config import config_hash, config_text, port_plan, render_proxy_config
+from sc_operator.render.proxy_config import (
+    KNOWN_GOOD,
+    document_text,
+    port_plan,
+    proxy_config_document,
+    text_hash,
+)
 from sc_operator.render.resources import proxy_resources
 from sc_operator.render.services import render_headless_services
 from sc_operator.render.workload import owner_reference, render_deployment
-from sc_proxy.config import ProxyConfig
+from sc_proxy.config import ProxyConfig, parse_config
 
 
 @dataclass(frozen=True)
@@ -28,20 +36,25 @@ class Children:
 
     ``config_map`` (owned by the ConnectDeployment, immutable) is None when Service Connect is disabled:
     then no proxy is injected and nothing needs configuring. ``deployment`` and ``services`` are owned by
-    the ConnectService. ``proxy_config`` is the parsed form of the ConfigMap's file.
+    the ConnectService. ``proxy_config`` is the ConfigMap's file parsed with the sidecar's model.
     """
 
     config_map: dict[str, Any] | None
     deployment: dict[str, Any]
     services: list[dict[str, Any]] = field(default_factory=list)
-    proxy_config: ProxyConfig | None = None
     config_hash: str = ""
 
+    @cached_property
+    def proxy_config(self) -> ProxyConfig | None:
+        if self.config_map is None:
+            return None
+        return parse_config(json.loads(self.config_map["data"][CONFIG_KEY]))
 
-def render_config_map(inputs: RenderInputs, config: ProxyConfig) -> dict[str, Any]:
-    """The ConfigMap holding the proxy's file: named after the ConnectDeployment, owned by it, immutable
-    (a rollout's pinned endpoint list must never change under its running pods)."""
-    digest = config_hash(config)
+
+def render_config_map(inputs: RenderInputs, text: str) -> dict[str, Any]:
+    """The ConfigMap holding the proxy's file ``text``: named after the ConnectDeployment, owned by it,
+    immutable (a rollout's pinned endpoint list must never change under its running pods)."""
+    digest = text_hash(text)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -61,7 +74,7 @@ def render_config_map(inputs: RenderInputs, config: ProxyConfig) -> dict[str, An
             ],
         },
         "immutable": True,
-        "data": {CONFIG_KEY: config_text(config)},
+        "data": {CONFIG_KEY: text},
     }
 
 
@@ -93,12 +106,13 @@ def render_children(inputs: RenderInputs) -> Children:
     if inputs.service_connect is None:
         deployment = render_deployment(inputs, plan, resources, "")
         return Children(config_map=None, deployment=deployment)
-    config = render_proxy_config(inputs, plan)
-    digest = config_hash(config)
+    doc = proxy_config_document(inputs, plan)
+    text = document_text(doc)
+    digest = text_hash(text)
+    KNOWN_GOOD.check(digest, doc)
     return Children(
-        config_map=render_config_map(inputs, config),
+        config_map=render_config_map(inputs, text),
         deployment=render_deployment(inputs, plan, resources, digest),
         services=render_headless_services(inputs, plan),
-        proxy_config=config,
         config_hash=digest,
     )

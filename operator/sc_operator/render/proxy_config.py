@@ -4,32 +4,26 @@ Endpoints are the pinned list: each distinct discoveryName becomes one upstream 
 through the owner's headless Service (A records for addresses, SRV for the ingress port); each (dnsName,
 port) becomes an alias on that dnsName's VIP. Each served endpoint becomes an ingress listener that forwards
 to the app on 127.0.0.1:containerPort.
+
+The file is built as a plain document holding only what we decide (the sidecar applies its own defaults to
+the rest), as compact canonical JSON: a rollout in a namespace of hundreds of endpoints pins them all into
+one ConfigMap, which Kubernetes caps at 1 MiB, and renders happen on every reconcile. The document is
+validated with the sidecar's own model (:func:`sc_proxy.config.parse_config`) once per distinct file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 from sc_operator.api.common import Endpoint
-from sc_operator.render.inputs import RenderInputs
+from sc_operator.render.inputs import RenderError, RenderInputs
 from sc_operator.render.names import headless_dns_name, headless_service_name, srv_name
 from sc_operator.render.ports import PortPlan, ServedPort, plan_ports
 from sc_operator.render.vips import assign_vips
-from sc_proxy.config import (
-    AccessLogConfig,
-    AdminConfig,
-    Alias,
-    Discovery,
-    DnsDiscovery,
-    EgressConfig,
-    Ingress,
-    ProxyConfig,
-    ServiceIdentity,
-    Timeouts,
-)
-from sc_proxy.config import Endpoint as ProxyEndpoint
+from sc_proxy.config import ConfigError, ProxyConfig, parse_config
 
 
 def served_ports(inputs: RenderInputs) -> list[ServedPort]:
@@ -52,100 +46,141 @@ def port_plan(inputs: RenderInputs) -> PortPlan:
 
 def endpoint_discovery(
     ep: Endpoint, connect_namespace: str, cluster_domain: str, resolver: str
-) -> DnsDiscovery:
-    """Where a pinned endpoint's tasks are found: its owner's headless Service."""
+) -> dict[str, Any]:
+    """Where a pinned endpoint's tasks are found: its owner's headless Service (a ``dns`` discovery)."""
     headless = headless_service_name(ep.discovery_name, connect_namespace)
-    return DnsDiscovery(
-        name=headless_dns_name(headless, ep.service.namespace, cluster_domain),
-        srv_name=srv_name(headless, ep.service.namespace, cluster_domain, ep.app_protocol or "tcp"),
-        resolver=resolver or None,
-    )
+    dns: dict[str, Any] = {
+        "name": headless_dns_name(headless, ep.service.namespace, cluster_domain),
+        "srvName": srv_name(headless, ep.service.namespace, cluster_domain, ep.app_protocol or "tcp"),
+    }
+    if resolver:
+        dns["resolver"] = resolver
+    return dns
 
 
-def render_proxy_config(inputs: RenderInputs, plan: PortPlan | None = None) -> ProxyConfig:
-    """The ProxyConfig of this rollout (pure)."""
+def _timeouts(per_request: int | None, idle: int | None) -> dict[str, float]:
+    # Floats, as the model holds them, so the file and the parsed model dump identically.
+    out = {}
+    if per_request is not None:
+        out["perRequestTimeoutSeconds"] = float(per_request)
+    if idle is not None:
+        out["idleTimeoutSeconds"] = float(idle)
+    return out
+
+
+def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) -> dict[str, Any]:
+    """The ProxyConfig of this rollout as the file's document (camelCase keys; pure, not yet validated)."""
     plan = plan or port_plan(inputs)
     settings = inputs.settings
     scc = inputs.service_connect
     pinned = sorted(inputs.pinned, key=lambda e: (e.discovery_name, e.dns_name, e.port))
 
-    endpoints: list[ProxyEndpoint] = []
+    endpoints: list[dict[str, Any]] = []
     seen: set[str] = set()
     for ep in pinned:
         if ep.discovery_name in seen:
             continue
         seen.add(ep.discovery_name)
+        dns = endpoint_discovery(ep, inputs.connect_namespace, settings.cluster_domain, settings.dns_resolver)
         endpoints.append(
-            ProxyEndpoint(
-                name=ep.discovery_name,
-                app_protocol=ep.app_protocol or "tcp",
-                discovery=Discovery(
-                    dns=endpoint_discovery(
-                        ep, inputs.connect_namespace, settings.cluster_domain, settings.dns_resolver
-                    )
-                ),
-            )
+            {"name": ep.discovery_name, "appProtocol": ep.app_protocol or "tcp", "discovery": {"dns": dns}}
         )
     vips = assign_vips((ep.dns_name, ep.port) for ep in pinned)
     aliases = [
-        Alias(address=vips[(ep.dns_name, ep.port)], port=ep.port, endpoint=ep.discovery_name)
+        {"address": vips[(ep.dns_name, ep.port)], "port": ep.port, "endpoint": ep.discovery_name}
         for ep in sorted(pinned, key=lambda e: (e.dns_name, e.port))
     ]
-    egress: EgressConfig | None = None
-    if aliases:
-        if inputs.interception == "redirect":
-            egress = EgressConfig(mode="redirect", address="127.0.0.1", port=plan.egress)
-        else:
-            egress = EgressConfig(mode="listeners")
-
     ingress = []
     for s in inputs.served():
+        entry: dict[str, Any] = {
+            "discoveryName": s.discovery_name,
+            "address": "0.0.0.0",
+            "port": plan.ingress[s.discovery_name],
+            "appAddress": "127.0.0.1",
+            "appPort": s.container_port,
+            "appProtocol": s.app_protocol or "tcp",
+        }
         # Without iptables (listeners mode) nothing can be intercepted; with an override ECS sends no
         # interceptPort, so callers of the containerPort reach the app directly.
-        intercept = None
         if inputs.interception == "redirect" and s.ingress_port_override is None:
-            intercept = s.container_port
-        ingress.append(
-            Ingress(
-                discovery_name=s.discovery_name,
-                port=plan.ingress[s.discovery_name],
-                app_port=s.container_port,
-                intercept_port=intercept,
-                app_protocol=s.app_protocol or "tcp",
-                timeouts=Timeouts(
-                    per_request_timeout_seconds=s.per_request_timeout_seconds,
-                    idle_timeout_seconds=s.idle_timeout_seconds,
-                ),
-            )
-        )
-    access_log = None
+            entry["interceptPort"] = s.container_port
+        timeouts = _timeouts(s.per_request_timeout_seconds, s.idle_timeout_seconds)
+        if timeouts:
+            entry["timeouts"] = timeouts
+        ingress.append(entry)
+
+    doc: dict[str, Any] = {
+        "version": inputs.deployment_name,
+        "service": {"namespace": inputs.k8s_namespace, "name": inputs.service_name},
+        "admin": {"address": "0.0.0.0", "port": plan.admin},
+        "endpoints": endpoints,
+        "aliases": aliases,
+        "ingress": ingress,
+    }
+    if aliases:
+        if inputs.interception == "redirect":
+            doc["egress"] = {"mode": "redirect", "address": "127.0.0.1", "port": plan.egress}
+        else:
+            doc["egress"] = {"mode": "listeners"}
     if scc is not None and scc.access_log_configuration is not None:
         alc = scc.access_log_configuration
-        access_log = AccessLogConfig(
-            format=alc.format, include_query_parameters=alc.include_query_parameters or "DISABLED"
-        )
-    return ProxyConfig(
-        version=inputs.deployment_name,
-        service=ServiceIdentity(namespace=inputs.k8s_namespace, name=inputs.service_name),
-        admin=AdminConfig(address="0.0.0.0", port=plan.admin),
-        egress=egress,
-        endpoints=endpoints,
-        aliases=aliases,
-        ingress=ingress,
-        access_log=access_log,
-    )
+        doc["accessLog"] = {
+            "format": alc.format,
+            "includeQueryParameters": alc.include_query_parameters or "DISABLED",
+        }
+    return doc
 
 
-def config_document(config: ProxyConfig) -> dict[str, Any]:
-    """The config as the file holds it: camelCase keys, unset fields left out."""
-    return config.model_dump(mode="json", by_alias=True, exclude_none=True)
+def document_text(doc: dict[str, Any]) -> str:
+    """Canonical JSON: sorted keys (equal documents are equal files), compact (C-encoded, small)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def text_hash(text: str) -> str:
+    """16 hex digits of sha256 over a rendered file."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_document(doc: dict[str, Any]) -> ProxyConfig:
+    """Validate a rendered document with the sidecar's model; a failure is a RenderError naming the field."""
+    try:
+        return parse_config(doc)
+    except ConfigError as exc:
+        raise RenderError(f"the rendered proxy configuration is invalid: {exc}") from None
+
+
+class _KnownGood:
+    """Hashes of files that already passed validation, so re-rendering a rollout (every reconcile, every
+    restart) does not re-validate hundreds of endpoints. Bounded; a pure memo (same input, same answer)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def check(self, digest: str, doc: dict[str, Any]) -> None:
+        if digest in self._seen:
+            self._seen.move_to_end(digest)
+            return
+        parse_document(doc)
+        self._seen[digest] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+
+KNOWN_GOOD = _KnownGood(8192)
+
+
+def render_proxy_config(inputs: RenderInputs, plan: PortPlan | None = None) -> ProxyConfig:
+    """The ProxyConfig of this rollout (pure; validated)."""
+    return parse_document(proxy_config_document(inputs, plan))
 
 
 def config_text(config: ProxyConfig) -> str:
-    """Canonical JSON (sorted keys), so equal configs are equal files."""
-    return json.dumps(config_document(config), indent=2, sort_keys=True) + "\n"
+    """The file of ``config``: what was set (not the sidecar's defaults), canonical JSON. For a rendered
+    config this is exactly the ConfigMap's ``proxy.json``."""
+    return document_text(config.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
 
 def config_hash(config: ProxyConfig) -> str:
-    """16 hex digits of sha256 over the canonical file."""
-    return hashlib.sha256(config_text(config).encode()).hexdigest()[:16]
+    """16 hex digits of sha256 over :func:`config_text` (the ``config-hash`` annotation)."""
+    return text_hash(config_text(config))

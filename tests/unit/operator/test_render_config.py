@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from sc_operator.render import render_children, render_proxy_config
+from sc_operator.render import config_hash, render_children, render_proxy_config
 from sc_operator.render.names import CONFIG_HASH_ANNOTATION
+from sc_operator.render.proxy_config import config_text
 from sc_operator.settings import OperatorSettings
 from sc_proxy import iptables
 from sc_proxy.config import ProxyConfig, load_config
@@ -48,6 +49,23 @@ def test_config_map_is_immutable_owned_by_the_connect_deployment_and_valid() -> 
     ]
     assert cm["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == children.config_hash
     assert _file(cm) == children.proxy_config
+    # The file is canonical: the parsed model dumps back to the same bytes, hence the same hash.
+    assert children.proxy_config is not None
+    assert config_text(children.proxy_config) == cm["data"]["proxy.json"]
+    assert config_hash(children.proxy_config) == children.config_hash
+
+
+def test_a_large_namespace_fits_in_one_config_map() -> None:
+    """Every endpoint of the namespace is pinned into one ConfigMap, which Kubernetes caps at 1 MiB."""
+    eps = [
+        endpoint(f"service-{i:04d}", f"service-{i:04d}.shop", 8080, "http", f"svc-{i}") for i in range(2000)
+    ]
+    children = render_children(client_inputs(endpoints=eps))
+    assert children.config_map is not None
+    size = len(children.config_map["data"]["proxy.json"].encode())
+    assert size < 1024 * 1024, size
+    assert children.proxy_config is not None
+    assert len(children.proxy_config.endpoints) == 2000
 
 
 def test_the_file_loads_with_the_sidecars_loader(tmp_path: object) -> None:
