@@ -100,7 +100,10 @@ class _AdminProtocol(asyncio.Protocol):
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             self._finish(_response(400, b"bad request line\n"))
             return
-        self._finish(handle(self._state, parts[0], parts[1]))
+        response = handle(self._state, parts[0], parts[1])
+        if parts[0] == "HEAD":  # same head, no body
+            response = response[: response.index(b"\r\n\r\n") + 4]
+        self._finish(response)
 
     def _finish(self, response: bytes) -> None:
         transport = self._transport
