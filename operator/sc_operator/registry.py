@@ -17,8 +17,10 @@ bump, because the revision tracks what clients pin, i.e. the endpoint list.
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -212,21 +214,40 @@ def set_tasks(reg: Registry, service: ServiceRef, tasks: int) -> Registry | None
 Change = Callable[[Registry], "Registry | None"]
 
 
-def update_registry(
+def apply_changes(
+    reg: Registry, changes: Sequence[Change]
+) -> tuple[Registry | None, list[RegistryConflict | None]]:
+    """Apply ``changes`` in order (pure): the resulting registry (``None`` if nothing changed) and, per
+    change, the conflict that refused it (a refused change is skipped; the others still apply)."""
+    current = reg
+    outcomes: list[RegistryConflict | None] = []
+    for change in changes:
+        try:
+            new = change(current)
+        except RegistryConflict as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(None)
+        if new is not None:
+            current = new
+    return (current if current is not reg else None), outcomes
+
+
+def update_registry_batch(
     kube: Kube,
     namespace: str,
-    change: Change,
+    changes: Sequence[Change],
     *,
     attempts: int = 50,
     base_delay: float = 0.02,
     max_delay: float = 1.0,
-) -> Registry:
-    """Apply ``change`` to ConnectNamespace ``namespace``'s status with optimistic concurrency.
+) -> tuple[Registry, list[RegistryConflict | None]]:
+    """Apply ``changes`` to ConnectNamespace ``namespace``'s status in one write, optimistically.
 
-    Each attempt reads the object, applies the pure change and replaces the status with the
+    Each attempt reads the object, applies the pure changes and replaces the status with the
     ``resourceVersion`` it read; a ``409`` means someone else wrote in between, so it re-reads and retries
-    after a jittered, growing delay. :class:`RegistryConflict` from the change propagates at once (retrying
-    cannot fix it). Returns the registry as written (or as read, when the change was a no-op).
+    after a jittered, growing delay. Returns the registry as written (or as read, when nothing changed) and
+    each change's outcome (``None``, or the :class:`RegistryConflict` that refused it).
     """
     delay = base_delay
     for _ in range(attempts):
@@ -237,9 +258,9 @@ def update_registry(
                 raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
             raise
         current = Registry.from_status(obj.get("status"))
-        new = change(current)
+        new, outcomes = apply_changes(current, changes)
         if new is None:
-            return current
+            return current, outcomes
         body = {
             "apiVersion": obj["apiVersion"],
             "kind": obj["kind"],
@@ -248,7 +269,7 @@ def update_registry(
         }
         try:
             kube.request("PUT", CONNECT_NAMESPACES.path(None, namespace, "status"), body)
-            return new
+            return new, outcomes
         except ApiError as exc:
             if exc.status == 404:
                 raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
@@ -260,3 +281,58 @@ def update_registry(
     raise RuntimeError(
         f"ConnectNamespace {namespace!r}: status update kept conflicting after {attempts} attempts"
     )
+
+
+def update_registry(kube: Kube, namespace: str, change: Change) -> Registry:
+    """Apply one change with optimistic concurrency; raises its :class:`RegistryConflict` if refused."""
+    reg, (outcome,) = update_registry_batch(kube, namespace, [change])
+    if outcome is not None:
+        raise outcome
+    return reg
+
+
+class RegistryWriter:
+    """Combines concurrent changes to one ConnectNamespace into one write.
+
+    When many services register at once, every writer of the same object would otherwise collide (409)
+    and retry, spending two requests per attempt. Here the first caller becomes the leader and writes
+    everything queued in one read-modify-write, repeatedly, while later callers wait for their outcome.
+    Optimistic concurrency still guards against other processes (kubectl, a second operator).
+    """
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._lock = threading.Lock()
+        self._queues: dict[str, list[tuple[Change, Future[Registry]]]] = {}
+        self._busy: set[str] = set()
+
+    def update(self, namespace: str, change: Change) -> Registry:
+        """Like :func:`update_registry`, batched with concurrent callers."""
+        future: Future[Registry] = Future()
+        with self._lock:
+            self._queues.setdefault(namespace, []).append((change, future))
+            leader = namespace not in self._busy
+            if leader:
+                self._busy.add(namespace)
+        if leader:
+            self._lead(namespace)
+        return future.result()
+
+    def _lead(self, namespace: str) -> None:
+        while True:
+            with self._lock:
+                batch = self._queues.pop(namespace, [])
+                if not batch:
+                    self._busy.discard(namespace)
+                    return
+            try:
+                reg, outcomes = update_registry_batch(self.kube, namespace, [c for c, _ in batch])
+            except BaseException as exc:  # every waiter learns why (NamespaceNotFound, API errors)
+                for _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                if outcome is None:
+                    fut.set_result(reg)
+                else:
+                    fut.set_exception(outcome)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sc_operator.kube import Kube
+from sc_operator.registry import RegistryWriter
 from sc_operator.settings import OperatorSettings
 
 #: The Kubernetes Namespace label naming the default ConnectNamespace of services that omit one
@@ -36,8 +37,12 @@ class Context:
     kube: Kube
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     tuning: Tuning = field(default_factory=Tuning)
+    registry: RegistryWriter = field(init=False)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.registry = RegistryWriter(self.kube)
 
     @contextmanager
     def service_lock(self, namespace: str, name: str) -> Iterator[None]:

@@ -41,7 +41,6 @@ from sc_operator.registry import (
     RegistryConflict,
     deregister,
     register,
-    update_registry,
 )
 from sc_operator.render import RenderError, interception_mode, render_violations
 from sc_operator.validation import effective_endpoints, parse_and_validate, validate_registration
@@ -209,10 +208,10 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     # Every check passed: from here on, write.
     if previous_ns and previous_ns != connect_ns:
         with contextlib.suppress(NamespaceNotFound):
-            update_registry(ctx.kube, previous_ns, lambda r: deregister(r, ref))
+            ctx.registry.update(previous_ns, lambda r: deregister(r, ref))
     if connect_ns is not None:
         try:
-            registry = update_registry(ctx.kube, connect_ns, lambda r: register(r, ref, endpoints))
+            registry = ctx.registry.update(connect_ns, lambda r: register(r, ref, endpoints))
         except RegistryConflict as exc:  # lost a race with another service since the check above
             raise Refusal(reason_of(exc.rule), exc.message) from exc
         except NamespaceNotFound as exc:
@@ -302,5 +301,5 @@ def delete_service(ctx: Context, service: Obj) -> None:
     with ctx.service_lock(meta["namespace"], meta["name"]):
         for cns in sorted(names):
             with contextlib.suppress(NamespaceNotFound):
-                update_registry(ctx.kube, cns, lambda r: deregister(r, ref))
+                ctx.registry.update(cns, lambda r: deregister(r, ref))
     ctx.forget(meta["namespace"], meta["name"])

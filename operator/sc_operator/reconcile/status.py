@@ -29,7 +29,7 @@ from sc_operator.reconcile.deployments import (
     prune_inactive,
     render_inputs,
 )
-from sc_operator.registry import NamespaceNotFound, set_tasks, update_registry
+from sc_operator.registry import NamespaceNotFound, set_tasks
 from sc_operator.render import interception_mode, managed_labels
 from sc_operator.render.names import label_value
 from sc_operator.rollout import (
@@ -144,7 +144,7 @@ def _refresh(ctx: Context, service: Obj, rollouts: list[Rollout]) -> None:
     if connect_ns:
         ref = ServiceRef(namespace=namespace, name=name)
         with contextlib.suppress(NamespaceNotFound):
-            update_registry(ctx.kube, connect_ns, lambda r: set_tasks(r, ref, running + pending))
+            ctx.registry.update(connect_ns, lambda r: set_tasks(r, ref, running + pending))
     prune_inactive(ctx, namespace, rollouts)
 
 
