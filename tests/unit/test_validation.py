@@ -550,3 +550,10 @@ def test_static_registry_replaces_what_a_service_held() -> None:
     )
     assert [e.discovery_name for e in registry.endpoints] == ["y"]
     assert registry.holders() == [WEB]
+
+
+def test_null_on_an_enum_field_is_refused_like_the_api_server_does() -> None:
+    spec = base()
+    container(spec)["portMappings"][0]["appProtocol"] = None
+    svc(spec)["clientAliases"][0]["dnsName"] = None  # not an enum: null means unset, as on the server
+    assert rules(spec) == {("schema", f"{TD}.containerDefinitions[0].portMappings[0].appProtocol")}

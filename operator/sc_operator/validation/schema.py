@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from sc_operator.validation.violation import RULES, Violation
@@ -83,3 +85,40 @@ def violations_from(exc: ValidationError, prefix: str) -> list[Violation]:
 def _is_union_tag(part: int | str) -> bool:
     # `int | str` fields report errors under the branch names ("int", "str"); the user never wrote those.
     return part in ("int", "str", "function-after[...]")
+
+
+def _field_types(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(the model inside ``annotation`` if any, whether it is an enum i.e. a Literal)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    model: type[BaseModel] | None = None
+    is_enum = typing.get_origin(annotation) is Literal
+    for arg in typing.get_args(annotation):
+        sub, sub_enum = _field_types(arg)
+        model = model or sub
+        is_enum = is_enum or sub_enum
+    return model, is_enum
+
+
+def null_enum_violations(model: type[BaseModel], data: Any, prefix: str) -> list[Violation]:
+    """Explicit nulls on enum fields: the models read them as "unset", kube-apiserver refuses them.
+
+    Reported so that ``scctl validate`` agrees with ``kubectl apply``.
+    """
+    if isinstance(data, list):
+        return [v for i, item in enumerate(data) for v in null_enum_violations(model, item, f"{prefix}[{i}]")]
+    if not isinstance(data, Mapping):
+        return []
+    by_alias = {(info.alias or name): info for name, info in model.model_fields.items()}
+    found: list[Violation] = []
+    for key, value in data.items():
+        info = by_alias.get(key)
+        if info is None:
+            continue
+        sub, is_enum = _field_types(info.annotation)
+        path = field_path(prefix, [key])
+        if value is None and is_enum:
+            found.append(Violation("schema", path, "null is not allowed for this enum field; leave it out"))
+        elif sub is not None and value is not None:
+            found.extend(null_enum_violations(sub, value, path))
+    return found
