@@ -6,7 +6,8 @@
 # envtest binaries (KUBEBUILDER_ASSETS, from hack/envtest.sh; the first build takes 5-10
 # minutes and needs root) and kubectl/helm (SC_TOOLS_DIR, from hack/tools.sh). Where one of
 # those cannot be had, the tests that need it are skipped with the reason, except under
-# CI=true, where that is an error.
+# CI=true, where that is an error. SC_SKIP_ENVTEST=1 skips preparing the API server binaries
+# (for running the unit layer on a machine where the first build is not wanted).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
