@@ -2,12 +2,14 @@
 
 A plain pydantic model read from ``SC_*`` environment variables (``SC_PROXY_IMAGE``, ``SC_INTERCEPTION``, …:
 the field name upper-cased) and/or command-line overrides; the command line wins. Values that are not plain
-scalars (``SC_PROXY_RESOURCES``) are JSON. Unknown ``SC_*`` variables are refused so a typo is not silently
-ignored.
+scalars (``SC_PROXY_RESOURCES``) are JSON. An ``SC_*`` variable that is not a setting but is spelt almost
+like one (``SC_PROXY_IMAGES``) is refused, so a typo is not silently ignored; others (the tooling's
+``SC_TOOLS_DIR``, …) are left alone.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -20,6 +22,8 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 ENV_PREFIX = "SC_"
 # Variables with this prefix that are not settings (read by other parts of the operator).
 _NOT_SETTINGS = frozenset({"SC_LOG_LEVEL", "SC_KUBECONFIG"})
+# How close an unknown name must be to a setting's to be taken for a typo of it.
+_TYPO_CUTOFF = 0.85
 
 
 class SettingsError(Exception):
@@ -103,7 +107,12 @@ class OperatorSettings(BaseModel):
                 continue
             field = key[len(ENV_PREFIX) :].lower()
             if field not in names:
-                raise SettingsError(f"{key}: unknown setting (known: {', '.join(sorted(names)).upper()})")
+                close = difflib.get_close_matches(field, names, n=1, cutoff=_TYPO_CUTOFF)
+                if close:
+                    raise SettingsError(
+                        f"{key}: unknown setting; did you mean {ENV_PREFIX}{close[0].upper()}?"
+                    )
+                continue
             data[field] = _parse_env_value(key, raw, field in _JSON_FIELDS)
         data.update({k: v for k, v in (overrides or {}).items() if v is not None})
         try:

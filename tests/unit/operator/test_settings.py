@@ -24,6 +24,7 @@ def test_environment_and_cli_overrides() -> None:
         "SC_ADMIN_PORT": "19901",
         "SC_PROXY_SIZING": '{"memory_mib": 96}',
         "SC_LOG_LEVEL": "debug",  # read elsewhere, not a setting
+        "SC_TOOLS_DIR": "/opt/tools",  # the test tooling's, nothing like a setting: ignored
         "PATH": "/usr/bin",
     }
     s = OperatorSettings.load(env, {"cluster_domain": "k8s.example", "admin_port": None})
@@ -40,7 +41,8 @@ def test_environment_and_cli_overrides() -> None:
     [
         ({"SC_INTERCEPTION": "tproxy"}, "SC_INTERCEPTION: Input should be 'redirect' or 'listeners'"),
         ({"SC_ADMIN_PORT": "70000"}, "SC_ADMIN_PORT: Input should be less than or equal to 65535"),
-        ({"SC_PROXY_IMAGES": "x"}, "SC_PROXY_IMAGES: unknown setting"),
+        ({"SC_PROXY_IMAGES": "x"}, "SC_PROXY_IMAGES: unknown setting; did you mean SC_PROXY_IMAGE?"),
+        ({"SC_INTERCEPTON": "x"}, "did you mean SC_INTERCEPTION?"),
         ({"SC_PROXY_RESOURCES": "{bad"}, "SC_PROXY_RESOURCES: not valid JSON"),
         ({"SC_PROXY_RESOURCES": '{"request": {}}'}, "only 'requests' and 'limits' are allowed"),
         ({"SC_PROXY_SIZING": '{"cpu_units": 0}'}, "SC_PROXY_SIZING.cpu_units: Input should be greater than"),
