@@ -557,3 +557,12 @@ def test_null_on_an_enum_field_is_refused_like_the_api_server_does() -> None:
     container(spec)["portMappings"][0]["appProtocol"] = None
     svc(spec)["clientAliases"][0]["dnsName"] = None  # not an enum: null means unset, as on the server
     assert rules(spec) == {("schema", f"{TD}.containerDefinitions[0].portMappings[0].appProtocol")}
+
+
+@pytest.mark.parametrize(("count", "refused"), [(1000, False), (1001, True)])
+def test_task_quota_of_a_serving_service(count: int, refused: bool) -> None:
+    spec = base()
+    spec["desiredCount"] = count
+    assert rules(spec) == ({("task-quota", "spec.desiredCount")} if refused else set())
+    del spec["serviceConnectConfiguration"]["services"]  # a client registers no instances
+    assert rules(spec) == set()

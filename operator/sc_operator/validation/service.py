@@ -285,6 +285,20 @@ def unique_within_service(spec: ConnectServiceSpec) -> Iterator[Violation]:
                 aliases[key] = i
 
 
+#: Cloud Map allows 1000 instances per service, so ECS allows 1000 tasks per Service Connect service.
+MAX_TASKS_PER_SERVICE = 1000
+
+
+def task_quota(spec: ConnectServiceSpec) -> Iterator[Violation]:
+    if served(spec) and spec.desired_count > MAX_TASKS_PER_SERVICE:
+        yield Violation(
+            "task-quota",
+            "spec.desiredCount",
+            f"a Service Connect service that serves endpoints may run at most {MAX_TASKS_PER_SERVICE} tasks "
+            f"(the Cloud Map instances-per-service quota); got {spec.desired_count}",
+        )
+
+
 ALWAYS: tuple[Rule, ...] = (deployment_controller, task_cpu, ports)
 WITH_SERVICE_CONNECT: tuple[Rule, ...] = (
     windows,
@@ -298,6 +312,7 @@ WITH_SERVICE_CONNECT: tuple[Rule, ...] = (
     per_request_timeout,
     access_log,
     unique_within_service,
+    task_quota,
 )
 
 

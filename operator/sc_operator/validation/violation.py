@@ -36,6 +36,7 @@ RULES: dict[str, str] = {
     "port-range": "ports must be 1-65535 (the ECS agent refuses 0)",
     "timeout-range": "timeouts must be 0-2147483647 seconds (0 disables the timeout)",
     "client-alias": "each Service Connect service needs exactly one clientAlias, with a port",
+    "task-quota": "a Service Connect service may run at most 1000 tasks (Cloud Map instances per service)",
     "access-log": "accessLogConfiguration requires logConfiguration",
     "discovery-name-duplicate": "discovery names must be unique within a namespace",
     "client-alias-duplicate": "each (dnsName, port) of a client alias must be unique within a namespace",
