@@ -8,14 +8,13 @@ meaning here) as dropped, with their paths.
 from __future__ import annotations
 
 import re
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
 from sc_operator import API_VERSION
+from sc_operator.api.introspect import fields_by_alias, nested_model
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.api.taskdef import TaskDefinition
 
@@ -31,41 +30,21 @@ class EcsImportError(ValueError):
     """The ECS input cannot be converted; the message says what is missing."""
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    """The model inside ``X``, ``X | None``, ``list[X]`` or ``Annotated[...]``, if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, typing.Annotated):
-        for arg in typing.get_args(annotation):
-            found = _submodel(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _is_free_map(annotation: Any) -> bool:
-    """dict[str, str]-like fields keep every key (logConfiguration.options)."""
-    if typing.get_origin(annotation) is dict:
-        return True
-    return any(_is_free_map(arg) for arg in typing.get_args(annotation))
-
-
 def keep_known(model: type[BaseModel], data: Any, path: str, dropped: list[str]) -> Any:
     """``data`` with only the fields ``model`` knows (by alias), recursively; dropped paths are appended."""
     if isinstance(data, list):
         return [keep_known(model, item, f"{path}[{i}]", dropped) for i, item in enumerate(data)]
     if not isinstance(data, Mapping):
         return data
-    by_alias = {(info.alias or name): info for name, info in model.model_fields.items()}
+    by_alias = fields_by_alias(model)
     kept: dict[str, Any] = {}
     for key, value in data.items():
         info = by_alias.get(key)
         if info is None:
             dropped.append(f"{path}.{key}")
             continue
-        sub = _submodel(info.annotation)
-        if sub is not None and not _is_free_map(info.annotation):
+        sub = nested_model(info.annotation)
+        if sub is not None:
             kept[key] = keep_known(sub, value, f"{path}.{key}", dropped)
         else:
             kept[key] = value
@@ -104,7 +83,7 @@ def import_ecs(
     for key in _SERVICE_FIELDS:
         if key in service:
             info = ConnectServiceSpec.model_fields[_field_name(key)]
-            sub = _submodel(info.annotation)
+            sub = nested_model(info.annotation)
             spec[key] = keep_known(sub, service[key], key, dropped) if sub else service[key]
     spec["taskDefinition"] = keep_known(TaskDefinition, task_definition, "taskDefinition", dropped)
     dropped.extend(

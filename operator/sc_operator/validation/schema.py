@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from sc_operator.api.introspect import fields_by_alias, is_enum, nested_model
 from sc_operator.validation.violation import RULES, Violation
 
 # The last path element decides the rule: the same names mean the same ECS rule wherever they appear.
@@ -87,19 +87,6 @@ def _is_union_tag(part: int | str) -> bool:
     return part in ("int", "str", "function-after[...]")
 
 
-def _field_types(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    """(the model inside ``annotation`` if any, whether it is an enum i.e. a Literal)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    model: type[BaseModel] | None = None
-    is_enum = typing.get_origin(annotation) is Literal
-    for arg in typing.get_args(annotation):
-        sub, sub_enum = _field_types(arg)
-        model = model or sub
-        is_enum = is_enum or sub_enum
-    return model, is_enum
-
-
 def null_enum_violations(model: type[BaseModel], data: Any, prefix: str) -> list[Violation]:
     """Explicit nulls on enum fields: the models read them as "unset", kube-apiserver refuses them.
 
@@ -109,15 +96,15 @@ def null_enum_violations(model: type[BaseModel], data: Any, prefix: str) -> list
         return [v for i, item in enumerate(data) for v in null_enum_violations(model, item, f"{prefix}[{i}]")]
     if not isinstance(data, Mapping):
         return []
-    by_alias = {(info.alias or name): info for name, info in model.model_fields.items()}
+    by_alias = fields_by_alias(model)
     found: list[Violation] = []
     for key, value in data.items():
         info = by_alias.get(key)
         if info is None:
             continue
-        sub, is_enum = _field_types(info.annotation)
+        sub = nested_model(info.annotation)
         path = field_path(prefix, [key])
-        if value is None and is_enum:
+        if value is None and is_enum(info.annotation):
             found.append(Violation("schema", path, "null is not allowed for this enum field; leave it out"))
         elif sub is not None and value is not None:
             found.extend(null_enum_violations(sub, value, path))
