@@ -164,6 +164,7 @@ def test_proxy_image_security_context_probes_and_mount() -> None:
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 9901}
     assert proxy["livenessProbe"]["httpGet"] == {"path": "/live", "port": 9901}
@@ -403,3 +404,35 @@ def test_no_privileged_init_container_when_nothing_needs_redirecting() -> None:
     assert "initContainers" not in spec
     # Served without an override: non-local callers of port 80 must be redirected.
     assert [c["name"] for c in pod_spec(make_inputs(endpoints=[]))["initContainers"]] == ["sc-intercept"]
+
+
+def _restricted_problems(container: dict[str, Any]) -> list[str]:
+    """The container-level checks of the "restricted" Pod Security Standard (Kubernetes docs, v1.25+)."""
+    sc = container.get("securityContext", {})
+    problems = []
+    if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") == 0:
+        problems.append("runAsNonRoot")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation")
+    caps = sc.get("capabilities", {})
+    if caps.get("drop") != ["ALL"] or set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+        problems.append("capabilities")
+    if sc.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("seccompProfile")
+    if sc.get("privileged"):
+        problems.append("privileged")
+    return problems
+
+
+def test_listeners_mode_pods_can_meet_the_restricted_pod_security_standard() -> None:
+    """The no-privilege mode exists for namespaces that enforce "restricted": everything we inject passes
+    (the task's own containers are the user's to harden)."""
+    spec = pod_spec(make_inputs(interception="listeners"))
+    injected = [
+        c for c in [*spec.get("initContainers", []), *spec["containers"]] if c["name"].startswith("sc-")
+    ]
+    assert [c["name"] for c in injected] == ["sc-proxy"]
+    assert _restricted_problems(injected[0]) == []
+    assert {next(iter(k for k in v if k != "name")) for v in spec["volumes"]} <= {"configMap", "emptyDir"}
+    # In the redirect mode the init container needs NET_ADMIN: that namespace must allow "privileged".
+    assert "capabilities" in _restricted_problems(container(pod_spec(make_inputs()), "sc-intercept"))
