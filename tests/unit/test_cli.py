@@ -296,3 +296,29 @@ def copy_with_name(doc: dict[str, Any], name: str) -> dict[str, Any]:
     copied: dict[str, Any] = json.loads(json.dumps(doc))
     copied["metadata"]["name"] = name
     return copied
+
+
+def test_import_ecs_names_nested_fields_it_drops(capsys: pytest.CaptureFixture[str]) -> None:
+    task = json.loads(json.dumps(TASK_DEFINITION))
+    task["containerDefinitions"][0]["portMappings"][0]["containerPortRange"] = "8000-8010"
+    task["containerDefinitions"][0]["ulimits"] = [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]
+    service = json.loads(json.dumps(CREATE_SERVICE))
+    service["taskDefinition"] = task
+    service["serviceConnectConfiguration"]["services"][0]["clientAliases"][0]["testTrafficRules"] = {
+        "header": {"name": "x-test"}
+    }
+    code, out, err = run(
+        capsys, "import-ecs", "--service", "-", "--name", "Web_Server", stdin=json.dumps(service)
+    )
+    assert code == 0
+    assert "dropped taskDefinition.containerDefinitions[0].portMappings[0].containerPortRange" in err
+    assert "dropped taskDefinition.containerDefinitions[0].ulimits" in err
+    assert "dropped serviceConnectConfiguration.services[0].clientAliases[0].testTrafficRules" in err
+    obj = yaml.safe_load(out)
+    assert obj["metadata"]["name"] == "web-server"
+    assert obj["spec"]["taskDefinition"]["containerDefinitions"][0]["portMappings"][0] == {
+        "name": "nginx",
+        "containerPort": 80,
+        "protocol": "tcp",
+        "appProtocol": "http",
+    }
