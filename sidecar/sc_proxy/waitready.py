@@ -3,8 +3,9 @@
 On API servers older than 1.29 (no native sidecars) the operator puts the proxy first among the pod's
 containers with this command as its postStart hook. The kubelet runs a postStart hook to completion before it
 starts the next container, so the application starts only once the proxy's listeners are bound (Istio's
-``holdApplicationUntilProxyStarts``). Exit 0 when ready; exit 1 after ``--timeout`` seconds (the kubelet then
-kills and restarts the proxy container, and the pod does not start its application meanwhile).
+``holdApplicationUntilProxyStarts``). Exit 0 when ready; exit 1 after ``--timeout`` seconds: the kubelet
+then restarts the proxy container and goes on starting the others, so the gate delays the application, it
+never holds the pod forever (the pod stays unready until the proxy is ready).
 """
 
 from __future__ import annotations
