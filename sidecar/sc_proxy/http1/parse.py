@@ -407,9 +407,6 @@ class ResponseReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return
-        self._header_sum += len(name) + len(value) + 4
-        if self._header_sum > self._max_header_bytes:
-            raise _Violation(502, "upstream response headers exceed maxHeaderBytes")
         lname = name.lower()
         self._headers.append((name, value))
         if lname in _RESPONSE_DROP or lname.startswith(b"proxy-"):
@@ -483,6 +480,13 @@ class ResponseReader:
                 return events
             self.finished = True
             events.append(ParseError(502, f"malformed upstream response: {exc}"))
+            return events
+        if self._in_head:
+            # The task is trusted more than clients: its head is bounded per read, not per header line.
+            self._header_sum += len(data)
+            if self._header_sum > self._max_header_bytes:
+                self.finished = True
+                events.append(ParseError(502, "upstream response headers exceed maxHeaderBytes"))
         return events
 
     def feed_eof(self) -> list[ResponseEvent]:

@@ -110,6 +110,33 @@ class Exchange:
 class Http1Connection(asyncio.Protocol):
     """Server side of one client connection (registered with the route's lifecycle while open)."""
 
+    __slots__ = (
+        "backlog_bytes",
+        "bytes_in",
+        "closing",
+        "cluster",
+        "current",
+        "draining",
+        "header_timeout",
+        "header_timer",
+        "idle_timer",
+        "last_active",
+        "loop",
+        "max_header_bytes",
+        "obuf",
+        "pool",
+        "queue",
+        "read_block",
+        "reader",
+        "relay",
+        "request_timer",
+        "route",
+        "stats",
+        "timeout_ms",
+        "transport",
+        "write_paused",
+    )
+
     def __init__(self, route: Route) -> None:
         self.route = route
         self.stats = route.stats

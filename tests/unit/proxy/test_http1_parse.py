@@ -321,3 +321,9 @@ def test_response_reader_after_head_or_trailing_garbage_is_not_reusable() -> Non
     extra = ResponseReader()
     extra.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\n")
     assert not extra.reusable
+
+
+def test_upstream_response_head_over_the_limit_is_a_502() -> None:
+    reader = ResponseReader(max_header_bytes=4096)
+    events = reader.feed(b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 5000)
+    assert error_of(events).status == 502
