@@ -47,7 +47,10 @@ _PLAIN_CONNECTION_TOKENS: Final = frozenset({b"keep-alive", b"close", b"upgrade"
 
 def _lists_other_headers(connection_value: bytes) -> bool:
     """A Connection header naming more than keep-alive/close/upgrade makes those names hop-by-hop."""
-    return any(t.strip() not in _PLAIN_CONNECTION_TOKENS for t in connection_value.lower().split(b","))
+    value = connection_value.lower()
+    if value in _PLAIN_CONNECTION_TOKENS:  # the common "keep-alive" / "close", without splitting
+        return False
+    return any(t.strip() not in _PLAIN_CONNECTION_TOKENS for t in value.split(b","))
 
 
 class ParseError:
