@@ -9,12 +9,14 @@ and scrapes, not traffic, so it needs no framework and no keep-alive.
 - ``GET /metrics``: Prometheus text;
 - ``GET /config``: ``{"version": ..., "config": {...}}``, the running config with the file's keys;
 - ``POST /drain`` (``?inboundonly`` = ingress listeners only, like ECS's ``drain_listeners?inboundonly``):
-  stop accepting and drain connections; the process keeps running until SIGTERM.
+  stop accepting and drain connections; the process keeps running until SIGTERM. Accepted from loopback
+  only (403 otherwise): the admin port is reachable on the pod IP for probes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -22,8 +24,10 @@ from typing import cast
 MAX_REQUEST_HEAD = 8192
 REQUEST_TIMEOUT = 5.0
 
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 503: "Service Unavailable"}  # fmt: skip
+_REASONS = {
+    200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
+}  # fmt: skip
 
 
 @dataclass
@@ -46,12 +50,15 @@ def _response(status: int, body: bytes, content_type: str = "text/plain; charset
     return head.encode() + body
 
 
-def handle(state: AdminState, method: str, target: str) -> bytes:
-    """The response for one request (pure, testable)."""
+def handle(state: AdminState, method: str, target: str, local: bool = True) -> bytes:
+    """The response for one request (pure, testable). ``local``: the caller is on loopback."""
     path, _, query = target.partition("?")
     if path == "/drain":
         if method != "POST":
             return _response(405, b"use POST\n")
+        if not local:
+            # The admin port listens on the pod IP for the kubelet's probes; only the pod may drain it.
+            return _response(403, b"POST /drain is accepted from loopback only\n")
         inbound_only = query == "inboundonly"
         if query and not inbound_only:
             return _response(400, b"the only accepted query is ?inboundonly\n")
@@ -77,12 +84,18 @@ class _AdminProtocol(asyncio.Protocol):
         self._state = state
         self._buf = b""
         self._transport: asyncio.Transport | None = None
+        self._local = False
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        peer = transport.get_extra_info("peername")
+        try:
+            self._local = ipaddress.ip_address(peer[0]).is_loopback
+        except (TypeError, ValueError, IndexError):
+            self._local = False
         self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, transport.abort)
 
     def data_received(self, data: bytes) -> None:
@@ -100,7 +113,7 @@ class _AdminProtocol(asyncio.Protocol):
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             self._finish(_response(400, b"bad request line\n"))
             return
-        response = handle(self._state, parts[0], parts[1])
+        response = handle(self._state, parts[0], parts[1], self._local)
         if parts[0] == "HEAD":  # same head, no body
             response = response[: response.index(b"\r\n\r\n") + 4]
         self._finish(response)
