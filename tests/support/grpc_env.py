@@ -128,6 +128,8 @@ class _ScriptedProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.bodies: dict[int, bytearray] = {}
         self.buf = b""
+        self.answered = 0
+        self.closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -147,10 +149,13 @@ class _ScriptedProtocol(asyncio.Protocol):
                 self._http1(data)
                 return
             self.h2.initiate_connection()
+        if self.closing:
+            return  # after our GOAWAY: streams above its last-stream-id are ignored, as RFC 9113 allows
         for ev in self.h2.receive_data(data):
             if isinstance(ev, RequestReceived):
                 assert ev.stream_id is not None
                 self.server.requests += 1
+                self.answered += 1
                 if self.server.mode == "refuse":
                     self.h2.reset_stream(ev.stream_id, ErrorCodes.REFUSED_STREAM)
                     continue
@@ -164,8 +169,13 @@ class _ScriptedProtocol(asyncio.Protocol):
             elif isinstance(ev, StreamEnded):
                 assert ev.stream_id is not None
                 body = self.bodies.pop(ev.stream_id, None)
-                if body is not None and self.server.mode == "echo":
+                if body is not None and self.server.mode in ("echo", "goaway"):
                     self._answer(ev.stream_id, bytes(body))
+                    if self.server.mode == "goaway" and self.answered >= self.server.goaway_after:
+                        # Like nginx's keepalive_requests: enough on this connection, go away.
+                        self.h2.close_connection(last_stream_id=ev.stream_id)
+                        self.closing = True
+                        break
         self._flush()
 
     def _flush(self) -> None:
@@ -203,12 +213,14 @@ class _ScriptedProtocol(asyncio.Protocol):
 class ScriptedH2Server:
     """An HTTP/2 server on ``host`` in a background thread (HTTP/1.1 too, when a client does not start with
     the HTTP/2 preface). ``mode``: ``echo`` (200, the request body back or the server name, trailer
-    ``x-trailer: intact``), ``refuse`` (RST_STREAM REFUSED_STREAM) or ``hang`` (never answers)."""
+    ``x-trailer: intact``), ``refuse`` (RST_STREAM REFUSED_STREAM), ``hang`` (never answers) or ``goaway``
+    (echo, then GOAWAY after ``goaway_after`` streams on a connection, ignoring the streams above it)."""
 
-    def __init__(self, name: str, host: str, mode: str = "echo") -> None:
+    def __init__(self, name: str, host: str, mode: str = "echo", goaway_after: int = 0) -> None:
         self.name = name
         self.host = host
         self.mode = mode
+        self.goaway_after = goaway_after
         self.port = free_port(host)
         self.connections = 0
         self.requests = 0

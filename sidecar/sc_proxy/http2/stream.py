@@ -47,6 +47,17 @@ _NO_HOSTS: frozenset[Host] = frozenset()
 _REFUSED = ErrorCodes.REFUSED_STREAM
 _CANCEL = ErrorCodes.CANCEL
 
+#: The message of a failed connection attempt (told apart from a connection lost later: flag UF vs UC).
+CONNECT_ERROR = "upstream connect error"
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return str(code)
+
+
 # States of each direction's end: not yet known, queued behind data, sent.
 _OPEN, _ENDING, _ENDED = 0, 1, 2
 
@@ -55,10 +66,10 @@ class ProxyStream:
     """Relay state of one client stream."""
 
     __slots__ = (
-        "bytes_in", "bytes_out", "done", "down_end", "down_sid", "grpc", "host", "left", "pool", "queued",
-        "replay", "replay_bytes", "req_headers", "req_trailers", "resp_status", "resp_trailers", "route",
-        "sent_at", "server", "start", "timer", "to_down", "to_up", "tried", "up", "up_end", "up_headers",
-        "up_sid", "wall_start",
+        "bytes_in", "bytes_out", "done", "down_end", "down_sid", "flags", "free_refused", "grpc", "host",
+        "left", "pool", "queued", "replay", "replay_bytes", "req_headers", "req_trailers", "resp_status",
+        "resp_trailers", "route", "sent_at", "server", "start", "timer", "to_down", "to_up", "tried", "up",
+        "up_end", "up_headers", "up_sid", "wall_start",
     )  # fmt: skip
 
     def __init__(
@@ -79,6 +90,8 @@ class ProxyStream:
         self.host: Host | None = None
         self.tried = _NO_HOSTS
         self.left = route.retries
+        # Routes without a retry budget (ingress) still retry a stream the upstream refused, once.
+        self.free_refused = route.retries == 0
         # (bytes, flow-controlled length still to acknowledge to the sender)
         self.to_up: deque[tuple[bytes, int]] = deque()
         self.to_down: deque[tuple[bytes, int]] = deque()
@@ -90,6 +103,7 @@ class ProxyStream:
         self.replay_bytes = 0
         self.resp_status = 0  # 0 until response headers went to the client
         self.done = False
+        self.flags = "-"  # Envoy-style response flags for the access log (UF, UR, UT …)
         self.start = server.loop.time()
         self.wall_start = time.time()
         self.sent_at = 0.0
@@ -104,7 +118,7 @@ class ProxyStream:
     def _attempt(self) -> None:
         host = self.route.cluster.pick(self.tried)
         if host is None:
-            self._local_error(503, grpc.UNAVAILABLE, "no healthy upstream")
+            self._local_error(503, grpc.UNAVAILABLE, "no healthy upstream", "UH")
             return
         self.host = host
         self.tried = self.tried | {host}
@@ -126,13 +140,30 @@ class ProxyStream:
     def _can_retry(self) -> bool:
         return self.left > 0 and self.replay is not None and not self.done
 
-    def _retry_or_fail(self, status: int, grpc_code: int, message: str) -> None:
+    def _retry_or_fail(
+        self, status: int, grpc_code: int, message: str, flags: str, refused: bool = False
+    ) -> None:
+        """Retry on a host not tried yet, or answer the client with the proxy's own error.
+
+        ``refused``: the host did not process the stream (REFUSED_STREAM, beyond a GOAWAY) and is not at
+        fault, so when no other host is left the same one is tried again, on a fresh stream (as Envoy's
+        previous-hosts predicate falls back to any host after its selection attempts). On a route without a
+        retry budget (ingress) such a stream still gets one more attempt: nothing was processed, and
+        a server closing a connection after N requests (nginx's keepalive_requests, gRPC's max connection
+        age) must not fail the requests in flight.
+        """
+        if refused and self.left == 0 and self.free_refused and self.replay is not None and not self.done:
+            self.free_refused = False
+            self.left = 1
         if not self._can_retry():
-            self._local_error(status, grpc_code, message)
+            self._local_error(status, grpc_code, message, flags)
             return
-        host = self.route.cluster.pick(self.tried)
+        cluster = self.route.cluster
+        host = cluster.pick(self.tried)
+        if host is None and refused and self.host is not None:
+            host = cluster.pick(self.tried - {self.host})
         if host is None:
-            self._local_error(status, grpc_code, message)
+            self._local_error(status, grpc_code, message, flags)
             return
         self.left -= 1
         self.route.stats.retries.inc()
@@ -203,7 +234,7 @@ class ProxyStream:
             and cluster.pick(self.tried) is not None
         ):
             self._detach_up(_CANCEL)
-            self._retry_or_fail(503, grpc.UNAVAILABLE, "upstream unavailable")
+            self._retry_or_fail(503, grpc.UNAVAILABLE, "upstream unavailable", "URX")
             return
         service_ms = int((self.server.loop.time() - self.sent_at) * 1000)
         self._send_head(downstream_response(headers, service_ms), status, ended)
@@ -241,7 +272,8 @@ class ProxyStream:
         if self.resp_status == 0:
             if code != _REFUSED and host is not None:
                 self.route.cluster.report_failure(host)
-            self._retry_or_fail(503, grpc.UNAVAILABLE, "upstream reset before response")
+            message = f"upstream reset before response: {_code_name(code)}"
+            self._retry_or_fail(503, grpc.UNAVAILABLE, message, "UR", refused=code == _REFUSED)
         else:
             self._reset_down(code)
 
@@ -250,8 +282,9 @@ class ProxyStream:
         if self.done:
             return
         self._detach_up(None)
+        flags = "UF" if message == CONNECT_ERROR else "UC"
         if self.resp_status == 0:
-            self._retry_or_fail(503, grpc.UNAVAILABLE, message)
+            self._retry_or_fail(503, grpc.UNAVAILABLE, message, flags)
         elif self.grpc:
             self._end_with_status(grpc.UNAVAILABLE, message)
         else:
@@ -264,7 +297,7 @@ class ProxyStream:
         self.route.stats.timeouts.inc()
         self._detach_up(_CANCEL)
         if self.resp_status == 0:
-            self._local_error(504, grpc.DEADLINE_EXCEEDED, "upstream request timeout", flags="UT")
+            self._local_error(504, grpc.DEADLINE_EXCEEDED, "upstream request timeout", "UT")
         elif self.grpc:
             self._end_with_status(grpc.DEADLINE_EXCEEDED, "upstream request timeout")
         else:
@@ -376,14 +409,15 @@ class ProxyStream:
             return
         self.server.schedule_flush()
 
-    def _local_error(self, status: int, grpc_code: int, message: str, flags: str = "UF") -> None:
+    def _local_error(self, status: int, grpc_code: int, message: str, flags: str) -> None:
         if self.done:
             return
+        self.flags = flags
         if self.grpc:
             self._count_grpc(grpc_code)
             self._send_head(grpc.trailers_only(grpc_code, message), 200, True)
             self.down_end = _ENDED
-            self._complete(flags)
+            self._complete()
             return
         body = message.encode()
         self._send_head(local_response(status, body), status, False)
@@ -416,7 +450,7 @@ class ProxyStream:
             counters[grpc.status_class(code)].inc()
 
     # -- the end -------------------------------------------------------------------------------------------
-    def _complete(self, flags: str = "-") -> None:
+    def _complete(self, flags: str | None = None) -> None:
         """The response ended towards the client."""
         if self.done:
             return
@@ -427,7 +461,7 @@ class ProxyStream:
             self.server.schedule_flush()
         if self.up is not None and self.up_end != _ENDED:
             self._detach_up(_CANCEL)
-        self._finish(flags)
+        self._finish(flags or self.flags)
         self._detach_up(None)
 
     def _finish(self, flags: str) -> None:

@@ -33,6 +33,7 @@ from h2.settings import SettingCodes
 from sc_proxy.cluster import Host
 from sc_proxy.http2 import codec
 from sc_proxy.http2.side import H2Side
+from sc_proxy.http2.stream import CONNECT_ERROR
 from sc_proxy.metrics import REGISTRY, Counter
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class UpstreamConnection(H2Side):
                 route.connect_timeout,
             )
         except (OSError, TimeoutError):
-            self._fail("upstream connect error")
+            self._fail(CONNECT_ERROR)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not registered as asyncio.Transport subclasses: no isinstance check.

@@ -39,8 +39,8 @@ MiB = 1024 * 1024
 def scripted() -> Iterator[Callable[..., ScriptedH2Server]]:
     made: list[ScriptedH2Server] = []
 
-    def make(name: str, host: str, mode: str = "echo") -> ScriptedH2Server:
-        srv = ScriptedH2Server(name, host, mode)
+    def make(name: str, host: str, mode: str = "echo", goaway_after: int = 0) -> ScriptedH2Server:
+        srv = ScriptedH2Server(name, host, mode, goaway_after)
         made.append(srv)
         return srv
 
@@ -173,6 +173,28 @@ def test_h2load_as_an_independent_client(
     assert servers[0].requests == servers[1].requests == 1000  # round robin per stream
     # 4 client connections, multiplexed onto a bounded number of upstream connections per task.
     assert servers[0].connections <= 2
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (Debian nghttp2-client) is not installed")
+def test_upstream_goaway_streams_above_it_are_retried_even_without_retry_budget(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    # One task that says GOAWAY after every 10 streams (as nginx does after keepalive_requests) while the
+    # proxy has more in flight; no retry budget, like an ingress route.
+    srv = scripted("tired", "127.0.0.54", "goaway", goaway_after=10)
+    proxy, url = one_hop(start_proxy, [srv], retries={"attempts": 0})
+    out = subprocess.run(
+        ["h2load", "-n", "200", "-c", "1", "-m", "8", f"{url}/g"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert re.search(r"status codes: 200 2xx", out), out
+    assert srv.connections >= 20
+    # Streams above a GOAWAY were retried on a fresh connection; none was processed twice.
+    assert proxy.metric("TargetRetryCount", TargetDiscoveryName="web") >= 1
+    assert srv.requests == 200
 
 
 def _grpc_ingress(
