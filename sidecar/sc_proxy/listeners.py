@@ -12,6 +12,7 @@ with ``transport.set_protocol(p); p.connection_made(transport)``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import struct
@@ -197,8 +198,19 @@ class Listeners:
         try:
             server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port} ({kind}): {exc.strerror}") from exc
+            hint = ""
+            if exc.errno == errno.EADDRINUSE and kind == "egress" and host != self._egress_address():
+                hint = (
+                    f"; another container of the task already listens on port {port}, and the no-privilege"
+                    " egress mode cannot share a client-alias port with the task (use egress.mode redirect)"
+                )
+            message = f"cannot listen on {host}:{port} ({kind}): {exc.strerror}{hint}"
+            raise OSError(exc.errno, message) from exc
         self.servers.append((kind, server))
+
+    def _egress_address(self) -> str | None:
+        egress = self.config.egress
+        return egress.address if egress is not None and egress.mode == "redirect" else None
 
     async def bind_all(self) -> None:
         """Bind every listener; raises OSError naming the one that failed."""

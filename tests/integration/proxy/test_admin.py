@@ -120,3 +120,21 @@ def test_port_in_use_fails_start_and_never_reports_ready(tmp_path: Path, admin_p
         result = _run(tmp_path, cfg)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{listen} (ingress)" in result.stderr
+
+
+def test_alias_port_taken_by_the_task_in_no_privilege_mode(tmp_path: Path, admin_port: int) -> None:
+    alias_port = free_port("127.255.0.1")
+    cfg = config(
+        admin_port,
+        egress={"mode": "listeners"},
+        endpoints=[{"name": "b", "discovery": {"static": [{"address": "127.0.0.2", "port": 1}]}}],
+        aliases=[{"address": "127.255.0.1", "port": alias_port, "endpoint": "b"}],
+    )
+    # The task's own container holding the port (in a pod it would bind 0.0.0.0; tests stay on loopback).
+    with socket.socket() as app:
+        app.bind(("127.255.0.1", alias_port))
+        app.listen()
+        result = _run(tmp_path, cfg)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.255.0.1:{alias_port} (egress)" in result.stderr
+    assert "cannot share a client-alias port with the task" in result.stderr
