@@ -96,6 +96,8 @@ class TcpRelay(asyncio.Protocol):
         stats.active_connections.inc()
         stats.request_count.inc()
         self.route.lifecycle.register(self)
+        if self._closed:  # accepted while draining: nothing to serve
+            return
         # Nothing to forward to yet: leave client bytes in the kernel until the upstream is connected.
         transport.pause_reading()
         if self.route.idle_timeout:
