@@ -101,7 +101,7 @@ def test_validate_accepts_the_tutorial_service(tmp_path: Path, capsys: pytest.Ca
 def test_validate_refuses_with_every_violation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.json"
     bad = service_doc(deploymentController={"type": "CODE_DEPLOY"})
-    bad["spec"]["taskDefinition"] = {**TASK_DEFINITION, "memory": None}
+    bad["spec"]["taskDefinition"] = {k: v for k, v in TASK_DEFINITION.items() if k != "memory"}
     path.write_text(json.dumps(bad))
     code, out, _ = run(capsys, "validate", "-f", str(path))
     assert code == 1

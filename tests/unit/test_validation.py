@@ -552,11 +552,21 @@ def test_static_registry_replaces_what_a_service_held() -> None:
     assert registry.holders() == [WEB]
 
 
-def test_null_on_an_enum_field_is_refused_like_the_api_server_does() -> None:
+def test_explicit_null_is_refused_like_the_api_server_does() -> None:
     spec = base()
     container(spec)["portMappings"][0]["appProtocol"] = None
-    svc(spec)["clientAliases"][0]["dnsName"] = None  # not an enum: null means unset, as on the server
-    assert rules(spec) == {("schema", f"{TD}.containerDefinitions[0].portMappings[0].appProtocol")}
+    svc(spec)["clientAliases"][0]["dnsName"] = None
+    assert rules(spec) == {
+        ("schema", f"{TD}.containerDefinitions[0].portMappings[0].appProtocol"),
+        ("schema", f"{SCC}.services[0].clientAliases[0].dnsName"),
+    }
+    assert "leave the field out" in check(spec)[0].message
+
+
+def test_null_is_reported_beside_the_other_rules() -> None:
+    spec = base()
+    spec["taskDefinition"]["memory"] = None
+    assert rules(spec) == {("schema", f"{TD}.memory"), ("task-memory-required", f"{TD}.memory")}
 
 
 @pytest.mark.parametrize(("count", "refused"), [(1000, False), (1001, True)])

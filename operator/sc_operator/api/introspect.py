@@ -1,14 +1,14 @@
-"""Read the shape of the models: which wire name is which field, which fields nest a model or an enum.
+"""Read the shape of the models: which wire name is which field, which fields nest a model.
 
 Used where raw dicts are walked beside the models (ECS import keeps known fields; validation finds
-explicit nulls on enum fields).
+explicit nulls).
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -33,10 +33,3 @@ def nested_model(annotation: Any) -> type[BaseModel] | None:
             if found is not None:
                 return found
     return None
-
-
-def is_enum(annotation: Any) -> bool:
-    """Whether the field holds a ``Literal`` (an enum in the CRD), possibly optional or annotated."""
-    if typing.get_origin(annotation) is Literal:
-        return True
-    return any(is_enum(arg) for arg in typing.get_args(annotation))

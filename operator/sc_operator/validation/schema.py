@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from sc_operator.api.introspect import fields_by_alias, is_enum, nested_model
+from sc_operator.api.introspect import fields_by_alias, nested_model
 from sc_operator.validation.violation import RULES, Violation
 
 # The last path element decides the rule: the same names mean the same ECS rule wherever they appear.
@@ -87,13 +87,12 @@ def _is_union_tag(part: int | str) -> bool:
     return part in ("int", "str", "function-after[...]")
 
 
-def null_enum_violations(model: type[BaseModel], data: Any, prefix: str) -> list[Violation]:
-    """Explicit nulls on enum fields: the models read them as "unset", kube-apiserver refuses them.
-
-    Reported so that ``scctl validate`` agrees with ``kubectl apply``.
+def null_violations(model: type[BaseModel], data: Any, prefix: str) -> list[Violation]:
+    """Explicit nulls: the models read them as "unset", but the CRD schema (which has no ``nullable``)
+    makes kube-apiserver refuse them. Reported so that ``scctl validate`` agrees with ``kubectl apply``.
     """
     if isinstance(data, list):
-        return [v for i, item in enumerate(data) for v in null_enum_violations(model, item, f"{prefix}[{i}]")]
+        return [v for i, item in enumerate(data) for v in null_violations(model, item, f"{prefix}[{i}]")]
     if not isinstance(data, Mapping):
         return []
     by_alias = fields_by_alias(model)
@@ -102,10 +101,12 @@ def null_enum_violations(model: type[BaseModel], data: Any, prefix: str) -> list
         info = by_alias.get(key)
         if info is None:
             continue
-        sub = nested_model(info.annotation)
         path = field_path(prefix, [key])
-        if value is None and is_enum(info.annotation):
-            found.append(Violation("schema", path, "null is not allowed for this enum field; leave it out"))
-        elif sub is not None and value is not None:
-            found.extend(null_enum_violations(sub, value, path))
+        sub = nested_model(info.annotation)
+        if value is None:
+            found.append(
+                Violation("schema", path, "null is not allowed; leave the field out to leave it unset")
+            )
+        elif sub is not None:
+            found.extend(null_violations(sub, value, path))
     return found

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.api.units import parse_cpu, parse_memory
 from sc_operator.validation.endpoints import SCC, discovery_name, port_mappings, served
-from sc_operator.validation.schema import null_enum_violations, violations_from
+from sc_operator.validation.schema import null_violations, violations_from
 from sc_operator.validation.violation import DEPLOYMENT_CONTROLLER_MESSAGE, RULES, Violation
 
 TD = "spec.taskDefinition"
@@ -328,14 +328,13 @@ def parse_and_validate(spec: Mapping[str, Any]) -> tuple[ConnectServiceSpec | No
     When the spec does not match the schema, the schema violations are all that can be reported: the
     semantic rules need a parsed spec.
     """
-    nulls = null_enum_violations(ConnectServiceSpec, spec, "spec")
+    # The models read an explicit null as unset, so the semantic rules still apply beside it.
+    nulls = null_violations(ConnectServiceSpec, spec, "spec")
     try:
         model = ConnectServiceSpec.model_validate(spec)
     except ValidationError as exc:
         return None, nulls + violations_from(exc, "spec")
-    if nulls:
-        return None, nulls
-    return model, validate_spec(model)
+    return model, nulls + validate_spec(model)
 
 
 def validate_service(obj: Mapping[str, Any]) -> list[Violation]:
