@@ -7,7 +7,8 @@ the nat table, flushed and refilled on every run (idempotent: a restarted init c
   egress listener, which reads the original VIP:port with ``SO_ORIGINAL_DST``. Other traffic goes direct.
 - ``SC_INGRESS`` (jumped to from PREROUTING for non-local sources only): TCP to a served containerPort
   (``interceptPort``) is redirected to that endpoint's ingress listener, so callers using the task address
-  pass through the proxy; the app and the proxy still reach the app directly on loopback.
+  pass through the proxy; the app and the proxy still reach the app directly on loopback. The same chain
+  goes into ip6tables (best effort) for dual-stack callers.
 
 The proxy's own upstream connections go to task addresses, never to the VIP range, so they are not caught;
 ``egress.excludeUid`` additionally exempts a UID. Rendering is pure (:func:`render`); :func:`apply` runs
@@ -72,6 +73,16 @@ def render(config: ProxyConfig) -> RuleSet:
     )
 
 
+def render6(config: ProxyConfig) -> RuleSet | None:
+    """The ip6tables rules (pure): ingress interception only, since ingress listeners also listen on [::]
+    and dual-stack callers may dial the containerPort over IPv6. Client-alias VIPs are IPv4, so there is no
+    IPv6 egress rule. ``None`` when nothing is intercepted."""
+    v4 = render(config)
+    if not v4.chains[INGRESS_CHAIN]:
+        return None
+    return RuleSet(chains={INGRESS_CHAIN: v4.chains[INGRESS_CHAIN]}, jumps=[v4.jumps[1]])
+
+
 def commands(rules: RuleSet) -> list[list[str]]:
     """The iptables invocations (without the binary) that make the nat table match ``rules``.
 
@@ -110,8 +121,10 @@ def _explain(argv: list[str], stderr: str) -> RedirectError:
 class Runner:
     """Runs iptables; a seam so tests can record commands without touching the kernel."""
 
-    def __init__(self, binary: str | None = None) -> None:
-        self.binary = binary or os.environ.get("SC_PROXY_IPTABLES", "iptables")
+    def __init__(self, binary: str | None = None, ipv6: bool = False) -> None:
+        v4 = os.environ.get("SC_PROXY_IPTABLES", "iptables")
+        # iptables-legacy -> ip6tables-legacy, iptables-nft -> ip6tables-nft.
+        self.binary = binary or (v4.replace("iptables", "ip6tables", 1) if ipv6 else v4)
 
     def __call__(self, args: list[str]) -> tuple[int, str]:
         argv = [self.binary, "-w", "5", *args]
@@ -144,11 +157,18 @@ def apply(rules: RuleSet, run: Runner | None = None) -> None:
 
 
 def install_redirect(config: ProxyConfig, dry_run: bool = False) -> int:
-    """The ``install-redirect`` subcommand; returns the exit code."""
+    """The ``install-redirect`` subcommand; returns the exit code.
+
+    IPv4 rules are required; the IPv6 ingress rules are best effort (a pod or node without IPv6, or an image
+    without ip6tables, only loses interception of IPv6 callers of the containerPort, and says so).
+    """
     rules = render(config)
+    rules6 = render6(config)
     if dry_run:
         for args in commands(rules):
             print("iptables", " ".join(args))
+        for args in commands(rules6) if rules6 else []:
+            print("ip6tables", " ".join(args))
         return 0
     try:
         apply(rules)
@@ -157,4 +177,11 @@ def install_redirect(config: ProxyConfig, dry_run: bool = False) -> int:
         return 1
     n = sum(len(v) for v in rules.chains.values())
     print(f"sc-proxy install-redirect: {n} rules installed in {EGRESS_CHAIN}/{INGRESS_CHAIN}")
+    if rules6 is not None:
+        try:
+            apply(rules6, Runner(ipv6=True))
+        except RedirectError as exc:
+            print(f"sc-proxy install-redirect: IPv6 ingress interception skipped: {exc}", file=sys.stderr)
+        else:
+            print(f"sc-proxy install-redirect: {len(rules6.chains[INGRESS_CHAIN])} IPv6 rules installed")
     return 0

@@ -34,6 +34,7 @@ EGRESS_PORT = 15001
 ADMIN_PORT = 9901
 UPSTREAM_PORT = 9000
 POD_IP, PEER_IP = "10.250.0.1", "10.250.0.2"
+POD_IP6, PEER_IP6 = "fd00:250::1", "fd00:250::2"
 
 
 def _prerequisites() -> str | None:
@@ -87,8 +88,10 @@ def pod(tmp_path: Path) -> Iterator[tuple[Netns, Netns]]:
         subprocess.run(["ip", "link", "add", veth_pod, "type", "veth", "peer", "name", veth_peer], check=True)
         subprocess.run(["ip", "link", "set", veth_pod, "netns", pod.name], check=True)
         subprocess.run(["ip", "link", "set", veth_peer, "netns", peer.name], check=True)
-        for ns, dev, ip in ((pod, veth_pod, POD_IP), (peer, veth_peer, PEER_IP)):
+        for ns, dev, ip, ip6 in ((pod, veth_pod, POD_IP, POD_IP6), (peer, veth_peer, PEER_IP, PEER_IP6)):
             ns.run("ip", "addr", "add", f"{ip}/30", "dev", dev)
+            # nodad: usable at once instead of after duplicate address detection.
+            ns.run("ip", "-6", "addr", "add", f"{ip6}/64", "dev", dev, "nodad", check=False)
             ns.run("ip", "link", "set", dev, "up")
         yield pod, peer
     finally:
@@ -175,10 +178,14 @@ def test_redirect_rules_send_vip_traffic_to_the_proxy(pod: tuple[Netns, Netns], 
     before = _metrics(pod_ns)[front]  # the readiness probe above connected once
     assert _first_line(peer_ns, POD_IP, APP_PORT) == "app 127.0.0.1"
 
-    # The ingress listener (address 0.0.0.0) also listens on [::], as Envoy does, for dual-stack callers.
-    if "::1" in pod_ns.run("ip", "-6", "addr", "show", "dev", "lo", check=False).stdout:
+    # The ingress listener (address 0.0.0.0) also listens on [::], as Envoy does, and ip6tables redirects
+    # IPv6 callers of the containerPort to it.
+    if "::1" in pod_ns.run("ip", "-6", "addr", "show", "dev", "lo", check=False).stdout:  # IPv6 enabled
         assert _first_line(pod_ns, "::1", INGRESS_PORT) == "app 127.0.0.1"
-        before += 1
+        assert _first_line(peer_ns, POD_IP6, APP_PORT) == "app 127.0.0.1"
+        before += 2
+        rules6 = pod_ns.run("ip6tables", "-t", "nat", "-S").stdout
+        assert rules6.count("-j SC_INGRESS") == 1
 
     m = _metrics(pod_ns)
     assert m['RequestCountPerTarget{TargetDiscoveryName="backend"}'] == 1

@@ -103,3 +103,21 @@ def test_dry_run_prints_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert iptables.install_redirect(config(), dry_run=True) == 0
     out = capsys.readouterr().out
     assert "iptables -t nat -A SC_EGRESS -d 127.255.0.0/16 -p tcp -j REDIRECT --to-ports 15001" in out
+    assert "ip6tables -t nat -A SC_INGRESS -p tcp --dport 8080 -j REDIRECT --to-ports 15080" in out
+
+
+def test_render6_is_ingress_only() -> None:
+    rules6 = iptables.render6(config())
+    assert rules6 is not None
+    assert rules6.chains == {
+        "SC_INGRESS": [["-p", "tcp", "--dport", "8080", "-j", "REDIRECT", "--to-ports", "15080"]]
+    }
+    assert [j.chain for j in rules6.jumps] == ["PREROUTING"]
+    no_intercept = config(ingress=[{"discoveryName": "front", "port": 15080, "appPort": 8080}])
+    assert iptables.render6(no_intercept) is None
+
+
+def test_ip6tables_binary_follows_the_iptables_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SC_PROXY_IPTABLES", "iptables-legacy")
+    assert iptables.Runner(ipv6=True).binary == "ip6tables-legacy"
+    assert iptables.Runner().binary == "iptables-legacy"
