@@ -502,7 +502,9 @@ class Http1Connection(asyncio.Protocol):
             ex.conn = None
         self._unblock_reading(_R_UPSTREAM)
         ex.failed_host = host
-        if ex.attempts_left > 0 and ex.replayable and not ex.response_started:
+        # Never sent anywhere (connect failures only): every body byte is still held, whatever its size.
+        replayable = ex.replayable or ex.sent_at == 0.0
+        if ex.attempts_left > 0 and replayable and not ex.response_started:
             ex.attempts_left -= 1
             ex.tried = ex.tried | {host}
             self.stats.retries.inc()

@@ -113,3 +113,21 @@ def test_drain_closes_idle_keep_alive_connections_at_once(
     assert rest == b""
     assert proxy.popen.wait(5) == 0
     assert time.monotonic() - t0 < 3  # not the 20 s drain time: nothing was in flight
+
+
+def test_a_large_body_is_retried_after_a_connect_failure(
+    upstreams: list[UpstreamProcess], run_proxy: list[ProxyProcess], tmp_path: Path
+) -> None:
+    (tmp_path / "dead").mkdir()
+    dead = start_upstreams(tmp_path / "dead", "d")[0]
+    dead.kill()  # its address refuses connections: the request was never sent, so any body can go elsewhere
+    hosts = [dead, upstreams[0]]
+    proxy, url = start(run_proxy, tmp_path, hosts)
+    with httpx.Client(timeout=5) as client:
+        for _ in range(2):
+            r = client.post(f"{url}/sink", content=b"y" * (300 * 1024))
+            assert r.status_code == 200
+            assert r.json()["body_len"] == 300 * 1024
+    # Round robin starts each request at the dead task: two connect failures, each retried once.
+    assert proxy.metric("TargetConnectFailureCount", LABEL) == 2
+    assert proxy.metric("TargetRetryCount", LABEL) == 2
