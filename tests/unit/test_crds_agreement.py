@@ -155,6 +155,8 @@ CASES: list[tuple[tuple[Any, ...], Any]] = [
     ((*PM, "appProtocol"), None),
     (("taskDefinition", "networkMode"), None),
     (("serviceConnectConfiguration", "logConfiguration"), None),
+    (("serviceConnectConfiguration", "namespace"), "arn:aws:servicediscovery:us-west-2:1:namespace/ns-1"),
+    (("serviceConnectConfiguration", "namespace"), "a.b-c"),
 ]
 
 

@@ -576,3 +576,21 @@ def test_task_quota_of_a_serving_service(count: int, refused: bool) -> None:
     assert rules(spec) == ({("task-quota", "spec.desiredCount")} if refused else set())
     del spec["serviceConnectConfiguration"]["services"]  # a client registers no instances
     assert rules(spec) == set()
+
+
+@pytest.mark.parametrize(
+    ("namespace", "ok"),
+    [
+        ("tutorial", True),
+        ("svc.local", True),
+        ("a" * 253, True),
+        ("a" * 254, False),
+        ("arn:aws:servicediscovery:us-west-2:123456789012:namespace/ns-x", False),
+        ("Tutorial", False),
+        ("-x", False),
+    ],
+)
+def test_namespace_names_a_connect_namespace(namespace: str, ok: bool) -> None:
+    spec = base()
+    spec["serviceConnectConfiguration"]["namespace"] = namespace
+    assert rules(spec) == (set() if ok else {("namespace-name", f"{SCC}.namespace")})

@@ -20,6 +20,9 @@ NAME_MAX_LENGTH = 64
 #: clientAliases[].dnsName: 1-127 characters of [a-z0-9_.-], not starting with '-'.
 DNS_NAME_PATTERN = r"^[a-z0-9_][a-z0-9_.-]{0,126}$"
 DNS_NAME_MAX_LENGTH = 127
+#: A ConnectNamespace is a cluster-scoped object, so its name is a DNS-1123 subdomain.
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+OBJECT_NAME_MAX_LENGTH = 253
 PORT_MAX = 65535
 TIMEOUT_MAX = 2147483647
 

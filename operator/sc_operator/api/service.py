@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from sc_operator.api.common import (
+    OBJECT_NAME_MAX_LENGTH,
+    OBJECT_NAME_PATTERN,
     ApiModel,
     Condition,
     Count,
@@ -111,8 +113,12 @@ class ServiceConnectConfiguration(ApiModel):
     """Service Connect for this service (ServiceConnectConfiguration); omit services for a client only."""
 
     enabled: bool
-    namespace: Annotated[str, Field(min_length=1, max_length=253)] | None = None
-    """The ConnectNamespace; defaults to the one the Kubernetes namespace names in its label."""
+    namespace: (
+        Annotated[str, Field(min_length=1, max_length=OBJECT_NAME_MAX_LENGTH, pattern=OBJECT_NAME_PATTERN)]
+        | None
+    ) = None
+    """The ConnectNamespace's name (not an ARN); defaults to the one the Kubernetes namespace names in its
+    label."""
     services: list[ServiceConnectService] | None = None
     log_configuration: LogConfiguration | None = None
     access_log_configuration: AccessLogConfiguration | None = None

@@ -42,6 +42,8 @@ def _rule_for(loc: Sequence[int | str], error_type: str) -> str:
     last = names[-1] if names else ""
     if names[-2:] == ["deploymentController", "type"]:
         return "deployment-controller"
+    if names[-2:] == ["serviceConnectConfiguration", "namespace"] and error_type != "missing":
+        return "namespace-name"
     if names[-2:] in (["taskDefinition", "cpu"], ["taskDefinition", "memory"]):
         return "task-size"
     if "clientAliases" in names and last == "port" and error_type == "missing":

@@ -33,6 +33,7 @@ RULES: dict[str, str] = {
     "port-name-duplicate": "a portName is served once per service; a portMapping name is used once per task",
     "discovery-name": "discoveryName: up to 64 characters of [a-z0-9_-], not starting with '-'",
     "dns-name": "dnsName: up to 127 characters of [a-z0-9_.-], not starting with '-', a valid DNS name",
+    "namespace-name": "namespace names a ConnectNamespace: a Kubernetes object name, not a Cloud Map ARN",
     "port-range": "ports must be 1-65535 (the ECS agent refuses 0)",
     "timeout-range": "timeouts must be 0-2147483647 seconds (0 disables the timeout)",
     "client-alias": "each Service Connect service needs exactly one clientAlias, with a port",
