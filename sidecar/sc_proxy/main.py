@@ -24,7 +24,7 @@ from sc_proxy import waitready
 from sc_proxy.admin import AdminState, start_admin
 from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config
 from sc_proxy.listeners import Listeners, build_plan
-from sc_proxy.metrics import REGISTRY
+from sc_proxy.metrics import REGISTRY, publish_config_version
 
 log = logging.getLogger("sc_proxy")
 
@@ -35,6 +35,7 @@ INITIAL_DISCOVERY_WAIT = 3.0
 async def serve(config: ProxyConfig, started: float) -> int:
     loop = asyncio.get_running_loop()
     plan = build_plan(config, REGISTRY)
+    publish_config_version(config.version, REGISTRY)
     listeners = Listeners(config, plan)
     stop = asyncio.Event()
     config_json = (dump_config(config) + "\n").encode()

@@ -302,3 +302,16 @@ def unknown_destination_counter(registry: Registry | None = None) -> Counter:
     )
     assert isinstance(c, Counter)
     return c
+
+
+def publish_config_version(version: str, registry: Registry | None = None) -> None:
+    """``ProxyConfigInfo{version="…"} 1``: which rendering (so which pinned endpoint list) this task runs."""
+    g = (registry or REGISTRY).child(
+        "ProxyConfigInfo",
+        "gauge",
+        "The running configuration's version (value always 1).",
+        "version",
+        version,
+    )
+    assert isinstance(g, Gauge)
+    g.set(1)
