@@ -28,7 +28,7 @@ from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.crdgen import multi_document_yaml
 from sc_operator.ecsimport import EcsImportError, import_ecs
 from sc_operator.validation import RULES, Violation, parse_and_validate, validate_service, validate_together
-from sc_operator.validation.schema import violations_from
+from sc_operator.validation.schema import null_violations, violations_from
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -81,11 +81,13 @@ def _name(doc: dict[str, Any]) -> str:
 
 
 def _schema_only(doc: dict[str, Any], model: type[BaseModel]) -> list[Violation]:
+    spec = doc.get("spec") or {}
+    nulls = null_violations(model, spec, "spec")
     try:
-        model.model_validate(doc.get("spec") or {})
+        model.model_validate(spec)
     except ValidationError as exc:
-        return violations_from(exc, "spec")
-    return []
+        return nulls + violations_from(exc, "spec")
+    return nulls
 
 
 @dataclass

@@ -16,8 +16,8 @@ pydantic writes JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3 
   operator applies the same defaults when it parses the spec;
 - ``uniqueItems: true`` (not allowed) becomes ``x-kubernetes-list-type: set``.
 
-Run ``hack/gen-crds`` to write ``crds/``; ``hack/gen-crds --check`` exits 1 with a diff when ``crds/`` is
-out of date.
+Run ``hack/gen-crds`` to write ``crds/`` and the Helm chart's copy; ``hack/gen-crds --check`` exits 1
+with a diff when either is out of date.
 """
 
 from __future__ import annotations

@@ -138,12 +138,19 @@ def test_validate_checks_api_version_and_namespaces(capsys: pytest.CaptureFixtur
             "metadata": {"name": "a"},
             "spec": {"descripton": "typo"},
         },
+        {
+            "apiVersion": "serviceconnect.dev/v1alpha1",
+            "kind": "ConnectNamespace",
+            "metadata": {"name": "b"},
+            "spec": {"description": None},
+        },
     ]
     code, out, _ = run(capsys, "validate", "-f", "-", stdin=yaml.safe_dump_all(docs))
     assert code == 1
     assert "apiVersion: [schema] must be serviceconnect.dev/v1alpha1; got 'serviceconnect.dev/v1'" in out
     assert "ConnectNamespace a: refused" in out
     assert "spec.descripton: [schema] unknown field" in out
+    assert "spec.description: [schema] null is not allowed" in out
 
 
 @pytest.mark.parametrize(
