@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from sc_operator import API_VERSION, __version__
 from sc_operator.api.common import ServiceRef
-from sc_operator.api.namespace import ConnectNamespaceSpec
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.crdgen import multi_document_yaml
 from sc_operator.ecsimport import EcsImportError, import_ecs
-from sc_operator.validation import RULES, Violation, parse_and_validate, validate_service, validate_together
-from sc_operator.validation.schema import null_violations, violations_from
+from sc_operator.validation import (
+    RULES,
+    Violation,
+    parse_and_validate,
+    validate_namespace,
+    validate_service,
+    validate_together,
+)
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -80,16 +84,6 @@ def _name(doc: dict[str, Any]) -> str:
     return f"{meta['namespace']}/{name}" if meta.get("namespace") else str(name)
 
 
-def _schema_only(doc: dict[str, Any], model: type[BaseModel]) -> list[Violation]:
-    spec = doc.get("spec") or {}
-    nulls = null_violations(model, spec, "spec")
-    try:
-        model.model_validate(spec)
-    except ValidationError as exc:
-        return nulls + violations_from(exc, "spec")
-    return nulls
-
-
 @dataclass
 class Checked:
     """One of our objects from the input, and what is wrong with it."""
@@ -113,7 +107,7 @@ def validate_document(doc: Any) -> Checked | None:
             Violation("schema", "apiVersion", f"must be {API_VERSION}; got {doc.get('apiVersion')!r}")
         )
     if kind == "ConnectNamespace":
-        checked.violations.extend(_schema_only(doc, ConnectNamespaceSpec))
+        checked.violations.extend(validate_namespace(doc))
         return checked
     spec = doc.get("spec")
     if not isinstance(spec, dict):

@@ -17,6 +17,7 @@ from sc_operator.validation import (
     Violation,
     effective_endpoints,
     parse_and_validate,
+    validate_namespace,
     validate_registration,
     validate_service,
     validate_together,
@@ -594,3 +595,15 @@ def test_namespace_names_a_connect_namespace(namespace: str, ok: bool) -> None:
     spec = base()
     spec["serviceConnectConfiguration"]["namespace"] = namespace
     assert rules(spec) == (set() if ok else {("namespace-name", f"{SCC}.namespace")})
+
+
+def test_validate_namespace() -> None:
+    assert validate_namespace({"kind": "ConnectNamespace", "metadata": {"name": "a"}}) == []
+    assert validate_namespace({"spec": {"description": "shop"}}) == []
+    assert [str(v) for v in validate_namespace({"spec": {"description": "x" * 1025}})] == [
+        "spec.description: [schema] String should have at most 1024 characters; got '" + "x" * 1025 + "'"
+    ]
+    assert {(v.rule, v.field) for v in validate_namespace({"spec": {"typo": 1, "description": None}})} == {
+        ("schema", "spec.typo"),
+        ("schema", "spec.description"),
+    }

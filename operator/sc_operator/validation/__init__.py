@@ -3,6 +3,7 @@
 - :func:`validate_service` / :func:`parse_and_validate`: one ConnectService object or spec, every
   violation (schema limits and the Service Connect rules);
 - :func:`validate_spec`: the same on an already parsed spec;
+- :func:`validate_namespace`: one ConnectNamespace object;
 - :func:`validate_registration`: cross-object rules against the ConnectNamespaces' registries;
   :func:`validate_together`: the same rules over a set of services (offline, e.g. a directory);
 - :func:`effective_endpoints`: what a service registers, defaults applied;
@@ -10,6 +11,7 @@
 """
 
 from sc_operator.validation.endpoints import LocatedEndpoint, effective_endpoints, located_endpoints
+from sc_operator.validation.namespace import validate_namespace
 from sc_operator.validation.registry import (
     RegistryView,
     StaticRegistry,
@@ -35,6 +37,7 @@ __all__ = [
     "effective_endpoints",
     "located_endpoints",
     "parse_and_validate",
+    "validate_namespace",
     "validate_registration",
     "validate_service",
     "validate_spec",
