@@ -326,6 +326,8 @@ class Http1Connection(asyncio.Protocol):
             self._check_backlog()
 
     def _on_body(self, data: bytes) -> None:
+        if not self.queue:
+            return  # the request was answered early (e.g. 503) and the connection is closing
         ex = self.queue[-1]
         ex.body_in += len(data)
         if ex.replayable and ex.body_in > self.route.max_replay_body_bytes:
@@ -345,6 +347,8 @@ class Http1Connection(asyncio.Protocol):
                 self._check_backlog()
 
     def _on_request_end(self) -> None:
+        if not self.queue:
+            return
         ex = self.queue[-1]
         ex.request_complete = True
         conn = ex.conn
@@ -352,6 +356,8 @@ class Http1Connection(asyncio.Protocol):
             conn.write(hdr.LAST_CHUNK)
 
     def _on_upgrade_request(self, ev: Upgraded) -> None:
+        if not self.queue:
+            return
         ex = self.queue[-1]
         ex.upgrade_rest = ev.rest
         self._block_reading(_R_UPGRADE)

@@ -4,6 +4,7 @@ outlier ejection, the body-replay limit, upstream pooling and its idle timeout, 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
@@ -131,3 +132,22 @@ def test_a_large_body_is_retried_after_a_connect_failure(
     # Round robin starts each request at the dead task: two connect failures, each retried once.
     assert proxy.metric("TargetConnectFailureCount", LABEL) == 2
     assert proxy.metric("TargetRetryCount", LABEL) == 2
+
+
+def test_a_body_after_an_early_answer_is_dropped_cleanly(
+    run_proxy: list[ProxyProcess], tmp_path: Path
+) -> None:
+    # No task at all: the proxy answers 503 at the request head, before the body has arrived.
+    proxy, url = start(run_proxy, tmp_path, [])
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection((VIP, port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: backend\r\nContent-Length: 20000\r\n\r\n" + b"z" * 10000)
+        time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            sock.sendall(b"z" * 10000)
+        data, closed = read_until_close(sock, 5)
+    assert status_of(data) == 503
+    assert b"no healthy upstream" in data
+    assert closed
+    assert proxy.alive()
+    assert "Traceback" not in proxy.log.read_text()
