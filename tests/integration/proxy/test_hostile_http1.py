@@ -237,3 +237,9 @@ def test_fuzzed_bytes_never_crash_the_proxy(env: Env, payload: bytes) -> None:
 
 def test_after_fuzzing_the_proxy_serves_and_holds_no_connection(env: Env) -> None:
     assert_healthy(env)
+
+
+def test_no_handler_raised_during_all_of_the_above(env: Env) -> None:
+    # An exception inside a protocol callback is only logged by the event loop; make it a failure.
+    log = env.proxy.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
