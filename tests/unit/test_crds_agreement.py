@@ -14,6 +14,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sc_operator import crdgen
@@ -208,3 +210,40 @@ def test_the_cases_include_refusals() -> None:
     # Agreement is only meaningful if the cases exercise both answers.
     answers = {model_accepts(changed(p, v)) for p, v in CASES}
     assert answers == {True, False}
+
+
+# -- generated specs ---------------------------------------------------------------------------------------
+
+NAME = st.from_regex(r"\A[a-z0-9_][a-z0-9_-]{0,63}\Z")
+WILD_NAME = st.one_of(NAME, st.text(alphabet="abcXYZ-_.:/ 0", min_size=0, max_size=70))
+PORT = st.integers(min_value=-2, max_value=70000)
+TIMEOUT = st.integers(min_value=-1, max_value=2**31)
+ENUM = st.sampled_from(["http", "http2", "grpc", "tcp", "HTTP"])
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> dict[str, Any]:
+    """Specs around the valid ones: most fields drawn from just inside and just outside their limits."""
+    spec = base()
+    mapping = spec["taskDefinition"]["containerDefinitions"][0]["portMappings"][0]
+    mapping["name"] = draw(WILD_NAME)
+    mapping["containerPort"] = draw(PORT)
+    mapping["appProtocol"] = draw(ENUM)
+    service = spec["serviceConnectConfiguration"]["services"][0]
+    service["discoveryName"] = draw(WILD_NAME)
+    service["clientAliases"] = [
+        {"port": draw(PORT), "dnsName": draw(st.one_of(NAME, WILD_NAME))}
+        for _ in range(draw(st.integers(min_value=0, max_value=2)))
+    ]
+    service["timeout"] = {"idleTimeoutSeconds": draw(TIMEOUT), "perRequestTimeoutSeconds": draw(TIMEOUT)}
+    spec["taskDefinition"]["memory"] = draw(
+        st.one_of(st.integers(min_value=-1, max_value=4096), st.text(max_size=6))
+    )
+    spec["desiredCount"] = draw(st.integers(min_value=-1, max_value=5))
+    return spec
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs())
+def test_schema_and_models_agree_on_generated_specs(spec: dict[str, Any]) -> None:
+    assert schema_accepts(spec) == model_accepts(spec)
