@@ -334,3 +334,26 @@ def test_streams_beyond_max_concurrent_streams_are_a_protocol_error(
     assert goaway is not None
     assert goaway.error_code == ErrorCodes.PROTOCOL_ERROR
     assert proxy.metric("TargetRejectedCount", TargetDiscoveryName="web") == 1
+
+
+def test_idle_connection_is_closed_with_goaway_after_idle_timeout(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    echo = scripted("echo", "127.0.0.55")
+    _, url = one_hop(start_proxy, [echo], timeouts={"idleTimeoutSeconds": 0.5})
+    client = RawH2Client(VIP, int(url.rsplit(":", 1)[1]))
+    try:
+        head = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"web")]
+        sid = client.request(head)
+        while not any(isinstance(ev, StreamEnded) and ev.stream_id == sid for ev in client.events()):
+            pass
+        t0 = time.monotonic()
+        goaway = _read_until_goaway(client, seconds=5)
+        idle_for = time.monotonic() - t0
+        assert goaway is not None
+        assert goaway.error_code == 0
+        assert goaway.last_stream_id == sid
+        assert 0.3 < idle_for < 2.0
+        assert client.events(timeout=2) == [None]  # then closed
+    finally:
+        client.close()
