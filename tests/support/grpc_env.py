@@ -22,7 +22,7 @@ import h11
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
+from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded, TrailersReceived
 from h2.settings import SettingCodes, Settings
 
 from support.procs import _die_with_parent, free_port
@@ -130,6 +130,7 @@ class _ScriptedProtocol(asyncio.Protocol):
         self.buf = b""
         self.answered = 0
         self.closing = False
+        self.trailers: dict[int, list[tuple[bytes, bytes]]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -166,6 +167,9 @@ class _ScriptedProtocol(asyncio.Protocol):
                 self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, ev.stream_id)
                 if ev.stream_id in self.bodies:
                     self.bodies[ev.stream_id] += ev.data
+            elif isinstance(ev, TrailersReceived):
+                assert ev.stream_id is not None
+                self.trailers[ev.stream_id] = list(ev.headers or [])
             elif isinstance(ev, StreamEnded):
                 assert ev.stream_id is not None
                 body = self.bodies.pop(ev.stream_id, None)
@@ -188,7 +192,9 @@ class _ScriptedProtocol(asyncio.Protocol):
         head = [(b":status", b"200"), (b"x-served-by", self.server.name.encode())]
         self.h2.send_headers(sid, head)
         self.h2.send_data(sid, payload)
-        self.h2.send_headers(sid, [(b"x-trailer", b"intact")], end_stream=True)
+        # Request trailers come back as response trailers, prefixed, so a test can see they arrived.
+        echoed = [(b"x-request-trailer-" + n, v) for n, v in self.trailers.pop(sid, [])]
+        self.h2.send_headers(sid, [(b"x-trailer", b"intact"), *echoed], end_stream=True)
 
     def _http1(self, data: bytes) -> None:
         conn = self.h11
@@ -281,11 +287,18 @@ class RawH2Client:
         self.h2.initiate_connection()
         self.sock.sendall(self.h2.data_to_send())
 
-    def request(self, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+    def request(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes = b"",
+        trailers: list[tuple[bytes, bytes]] | None = None,
+    ) -> int:
         sid = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(sid, headers, end_stream=not body)
+        self.h2.send_headers(sid, headers, end_stream=not body and not trailers)
         if body:
-            self.h2.send_data(sid, body, end_stream=True)
+            self.h2.send_data(sid, body, end_stream=not trailers)
+        if trailers:
+            self.h2.send_headers(sid, trailers, end_stream=True)
         self.sock.sendall(self.h2.data_to_send())
         return sid
 

@@ -109,7 +109,7 @@ def test_per_request_timeout_answers_504(
     assert proxy.metric("HTTPCode_Target_5XX_Count", TargetDiscoveryName="web") == 1
 
 
-def test_trailers_and_headers_of_plain_http2(
+def test_trailers_both_ways_and_headers_of_plain_http2(
     start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
 ) -> None:
     echo = scripted("echo", "127.0.0.48")
@@ -118,7 +118,7 @@ def test_trailers_and_headers_of_plain_http2(
     client = RawH2Client(VIP, port)
     try:
         headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t"), (b":authority", b"web")]
-        sid = client.request(headers, b"payload")
+        sid = client.request(headers, b"payload", trailers=[(b"x-checksum", b"abc123")])
         seen: dict[str, Any] = {}
         deadline = time.monotonic() + 10
         while "end" not in seen and time.monotonic() < deadline:
@@ -137,7 +137,8 @@ def test_trailers_and_headers_of_plain_http2(
     assert seen["head"][b"server"] == b"envoy"
     assert b"x-envoy-upstream-service-time" in seen["head"]
     assert seen["body"] == b"payload"
-    assert seen["trailers"] == {b"x-trailer": b"intact"}
+    # Response trailers reached the client, and request trailers reached the task.
+    assert seen["trailers"] == {b"x-trailer": b"intact", b"x-request-trailer-x-checksum": b"abc123"}
 
 
 def test_http11_client_on_an_http2_listener(
