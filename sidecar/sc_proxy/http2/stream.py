@@ -178,7 +178,8 @@ class ProxyStream:
         self.pool.assign(host, self)
 
     # -- request side (events from the downstream connection) ------------------------------------------
-    def on_request_data(self, data: bytes, flow_len: int) -> None:
+    def on_request_data(self, data: bytes, flow_len: int, ended: bool = False) -> None:
+        """Request body bytes; ``ended``: this DATA frame carried END_STREAM (sent on with the data)."""
         n = len(data)
         self.bytes_in += n
         self.route.stats.processed_bytes.inc(n)
@@ -190,18 +191,25 @@ class ProxyStream:
             else:
                 replay.append(data)
         self.to_up.append((data, flow_len))
+        if ended and self.up_end == _OPEN:
+            self._request_ended()
         if self.up is not None:
             self._pump_up()
             self.up.schedule_flush()
 
     def on_request_end(self) -> None:
+        if self.up_end != _OPEN:
+            return  # already known from the last DATA frame
+        self._request_ended()
+        if self.up is not None:
+            self._pump_up()
+            self.up.schedule_flush()
+
+    def _request_ended(self) -> None:
         self.up_end = _ENDING
         timeout = self.route.per_request_timeout
         if timeout is not None and not self.done:
             self.timer = self.server.loop.call_later(timeout, self._on_timeout)
-        if self.up is not None:
-            self._pump_up()
-            self.up.schedule_flush()
 
     def on_downstream_reset(self, code: int) -> None:
         """The client reset its stream: cancel upstream with the same code."""
@@ -244,11 +252,14 @@ class ProxyStream:
             self.down_end = _ENDED
             self._complete()
 
-    def on_response_data(self, data: bytes, flow_len: int) -> None:
+    def on_response_data(self, data: bytes, flow_len: int, ended: bool = False) -> None:
+        """Response body bytes; ``ended``: END_STREAM came with them (one DATA frame onward, not two)."""
         n = len(data)
         self.bytes_out += n
         self.route.stats.processed_bytes.inc(n)
         self.to_down.append((data, flow_len))
+        if ended and self.down_end == _OPEN:
+            self.down_end = _ENDING
         self._pump_down()
 
     def on_response_trailers(self, trailers: Headers) -> None:

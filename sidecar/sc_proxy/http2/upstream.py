@@ -130,7 +130,7 @@ class UpstreamConnection(H2Side):
             if t is DataReceived:
                 s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
                 if s is not None:
-                    s.on_response_data(ev.data, ev.flow_controlled_length)  # type: ignore[attr-defined]
+                    s.on_response_data(ev.data, ev.flow_controlled_length, ev.stream_ended is not None)  # type: ignore[attr-defined]
                 else:
                     self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)  # type: ignore[attr-defined]
             elif t is ResponseReceived:
