@@ -4,8 +4,11 @@ GOAWAY, and a slow consumer that must not grow the proxy's memory."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections import deque
@@ -358,3 +361,48 @@ def test_idle_connection_is_closed_with_goaway_after_idle_timeout(
         assert client.events(timeout=2) == [None]  # then closed
     finally:
         client.close()
+
+
+def _valid_request_bytes() -> bytes:
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+
+    conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    head = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/f"), (b":authority", b"web")]
+    conn.send_headers(1, head)
+    conn.send_data(1, b"x" * 100, end_stream=True)
+    return bytes(conn.data_to_send())
+
+
+def test_mutated_frames_never_take_the_proxy_down(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    echo = scripted("echo", "127.0.0.56")
+    proxy, url = one_hop(start_proxy, [echo])
+    port = int(url.rsplit(":", 1)[1])
+    rng = random.Random(7)
+    valid = _valid_request_bytes()
+    preface_len = 24
+    deadline = time.monotonic() + 15
+    for i in range(150):
+        if time.monotonic() > deadline:
+            break
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 8)):
+            pos = rng.randrange(preface_len, len(data))
+            data[pos] = rng.randrange(256)
+        if i % 5 == 0:
+            data = bytearray(valid[:preface_len]) + bytearray(rng.randbytes(rng.randint(1, 300)))
+        with socket.create_connection((VIP, port), timeout=5) as sock:
+            sock.sendall(bytes(data))
+            sock.settimeout(0.3)
+            with contextlib.suppress(OSError):
+                while sock.recv(65536):
+                    pass
+    assert proxy.alive()
+    with h2_client() as client:
+        r = client.post(f"{url}/after", content=b"still here")
+    assert r.status_code == 200
+    assert r.content == b"still here"
+    assert "Traceback" not in proxy.output()
