@@ -124,6 +124,9 @@ class _ScriptedProtocol(asyncio.Protocol):
     def __init__(self, server: ScriptedH2Server) -> None:
         self.server = server
         self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        if server.max_streams:
+            initial = {SettingCodes.MAX_CONCURRENT_STREAMS: server.max_streams}
+            self.h2.local_settings = Settings(client=False, initial_values=initial)
         self.h11: h11.Connection | None = None
         self.transport: asyncio.Transport | None = None
         self.bodies: dict[int, bytearray] = {}
@@ -173,6 +176,11 @@ class _ScriptedProtocol(asyncio.Protocol):
             elif isinstance(ev, StreamEnded):
                 assert ev.stream_id is not None
                 body = self.bodies.pop(ev.stream_id, None)
+                if body is not None and self.server.mode == "slow":
+                    self.server.open_streams += 1
+                    self.server.max_open = max(self.server.max_open, self.server.open_streams)
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(0.2, self._answer_later, ev.stream_id, bytes(body))
                 if body is not None and self.server.mode in ("echo", "goaway"):
                     self._answer(ev.stream_id, bytes(body))
                     if self.server.mode == "goaway" and self.answered >= self.server.goaway_after:
@@ -186,6 +194,11 @@ class _ScriptedProtocol(asyncio.Protocol):
         out = self.h2.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)
+
+    def _answer_later(self, sid: int, body: bytes) -> None:
+        self.server.open_streams -= 1
+        self._answer(sid, body)
+        self._flush()
 
     def _answer(self, sid: int, body: bytes) -> None:
         payload = body or self.server.name.encode()
@@ -220,13 +233,19 @@ class ScriptedH2Server:
     """An HTTP/2 server on ``host`` in a background thread (HTTP/1.1 too, when a client does not start with
     the HTTP/2 preface). ``mode``: ``echo`` (200, the request body back or the server name, trailer
     ``x-trailer: intact``), ``refuse`` (RST_STREAM REFUSED_STREAM), ``hang`` (never answers) or ``goaway``
-    (echo, then GOAWAY after ``goaway_after`` streams on a connection, ignoring the streams above it)."""
+    (echo, then GOAWAY after ``goaway_after`` streams on a connection, ignoring the streams above it) or
+    ``slow`` (echo after 200 ms). ``max_streams``: the SETTINGS_MAX_CONCURRENT_STREAMS it announces."""
 
-    def __init__(self, name: str, host: str, mode: str = "echo", goaway_after: int = 0) -> None:
+    def __init__(
+        self, name: str, host: str, mode: str = "echo", goaway_after: int = 0, max_streams: int = 0
+    ) -> None:
         self.name = name
         self.host = host
         self.mode = mode
         self.goaway_after = goaway_after
+        self.max_streams = max_streams
+        self.open_streams = 0
+        self.max_open = 0  # most streams open at once on this server (all connections)
         self.port = free_port(host)
         self.connections = 0
         self.requests = 0

@@ -42,8 +42,8 @@ MiB = 1024 * 1024
 def scripted() -> Iterator[Callable[..., ScriptedH2Server]]:
     made: list[ScriptedH2Server] = []
 
-    def make(name: str, host: str, mode: str = "echo", goaway_after: int = 0) -> ScriptedH2Server:
-        srv = ScriptedH2Server(name, host, mode, goaway_after)
+    def make(name: str, host: str, mode: str = "echo", **kw: int) -> ScriptedH2Server:
+        srv = ScriptedH2Server(name, host, mode, **kw)
         made.append(srv)
         return srv
 
@@ -199,6 +199,25 @@ def test_upstream_goaway_streams_above_it_are_retried_even_without_retry_budget(
     # Streams above a GOAWAY were retried on a fresh connection; none was processed twice.
     assert proxy.metric("TargetRetryCount", TargetDiscoveryName="web") >= 1
     assert srv.requests == 200
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (Debian nghttp2-client) is not installed")
+def test_peer_max_concurrent_streams_is_honoured_with_more_connections(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    srv = scripted("narrow", "127.0.0.57", "slow", max_streams=2)
+    _, url = one_hop(start_proxy, [srv])
+    out = subprocess.run(
+        ["h2load", "-n", "32", "-c", "1", "-m", "8", f"{url}/n"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert re.search(r"status codes: 32 2xx", out), out
+    # 8 streams at once from one client connection, at most 2 per upstream connection: 4 connections.
+    assert srv.connections >= 4
+    assert srv.max_open >= 6
 
 
 def _grpc_ingress(
