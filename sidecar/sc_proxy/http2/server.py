@@ -29,7 +29,7 @@ from h2.events import (
 from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 
-from sc_proxy.http2 import codec
+from sc_proxy.http2 import codec, deadlines
 from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import ProxyStream
 from sc_proxy.metrics import REGISTRY, Counter
@@ -72,6 +72,7 @@ class H2ServerProtocol(H2Side):
         self.pool = pool
         self.grpc_requests = grpc_requests
         self.streams: dict[int, ProxyStream] = {}
+        self.deadlines = deadlines.for_loop(self.loop)
         self.h2 = codec.server_connection(route.limits.max_header_bytes)
         self._started = False  # preface seen
         self._buf = b""

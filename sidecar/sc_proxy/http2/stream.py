@@ -36,8 +36,6 @@ from sc_proxy.http2.headers import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
-
     from sc_proxy.http2.server import H2ServerProtocol
     from sc_proxy.http2.side import H2Side
     from sc_proxy.http2.upstream import UpstreamConnection, UpstreamPool
@@ -68,8 +66,8 @@ class ProxyStream:
     __slots__ = (
         "bytes_in", "bytes_out", "done", "down_end", "down_sid", "flags", "free_refused", "grpc", "host",
         "left", "pool", "queued", "replay", "replay_bytes", "req_headers", "req_trailers", "resp_status",
-        "resp_trailers", "route", "sent_at", "server", "start", "timer", "to_down", "to_up", "tried", "up",
-        "up_end", "up_headers", "up_sid", "wall_start",
+        "resp_trailers", "route", "sent_at", "server", "start", "timer_key", "to_down", "to_up", "tried",
+        "up", "up_end", "up_headers", "up_sid", "wall_start",
     )  # fmt: skip
 
     def __init__(
@@ -107,7 +105,7 @@ class ProxyStream:
         self.start = server.loop.time()
         self.wall_start = time.time()
         self.sent_at = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer_key = 0  # a perRequestTimeout deadline is pending (see deadlines.py)
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -209,7 +207,7 @@ class ProxyStream:
         self.up_end = _ENDING
         timeout = self.route.per_request_timeout
         if timeout is not None and not self.done:
-            self.timer = self.server.loop.call_later(timeout, self._on_timeout)
+            self.timer_key = self.server.deadlines.add(self, timeout)
 
     def on_downstream_reset(self, code: int) -> None:
         """The client reset its stream: cancel upstream with the same code."""
@@ -301,8 +299,8 @@ class ProxyStream:
         else:
             self._reset_down(ErrorCodes.INTERNAL_ERROR)
 
-    def _on_timeout(self) -> None:
-        self.timer = None
+    def on_deadline(self) -> None:
+        self.timer_key = 0
         if self.done:
             return
         self.route.stats.timeouts.inc()
@@ -477,9 +475,9 @@ class ProxyStream:
 
     def _finish(self, flags: str) -> None:
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timer_key:
+            self.server.deadlines.discard(self, self.timer_key)
+            self.timer_key = 0
         self._release_to_up()
         server = self.server
         server.blocked.pop(self, None)
