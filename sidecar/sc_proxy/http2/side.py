@@ -12,6 +12,21 @@ if TYPE_CHECKING:
     from sc_proxy.http2.stream import ProxyStream
 
 
+_DIRTY: list[H2Side] = []
+_HANDLE: asyncio.Handle | None = None
+_HANDLE_LOOP: list[asyncio.AbstractEventLoop | None] = [None]
+
+
+def flush_dirty() -> None:
+    """Write the frames of every connection touched since the last flush."""
+    global _HANDLE
+    _HANDLE = None
+    while _DIRTY:
+        side = _DIRTY.pop()
+        side._dirty = False
+        side.flush()
+
+
 class H2Side(asyncio.Protocol):
     """One HTTP/2 connection of the proxy (either direction)."""
 
@@ -24,7 +39,7 @@ class H2Side(asyncio.Protocol):
         self.paused = False
         #: Streams with data queued for this connection, waiting for window or for the socket.
         self.blocked: dict[ProxyStream, None] = {}
-        self._flush_handle: asyncio.Handle | None = None
+        self._dirty = False
         self.loop = asyncio.get_running_loop()
 
     def flush(self) -> None:
@@ -34,13 +49,18 @@ class H2Side(asyncio.Protocol):
             self.transport.write(data)
 
     def schedule_flush(self) -> None:
-        """Flush at the end of this loop iteration: batches the frames of every stream touched meanwhile."""
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._scheduled_flush)
-
-    def _scheduled_flush(self) -> None:
-        self._flush_handle = None
-        self.flush()
+        """Write this connection's frames once the current batch of events is handled: at the end of the
+        ``data_received`` being processed (:func:`flush_dirty`), or at the latest in the next loop
+        iteration. Batches the frames of every stream touched meanwhile into one write."""
+        if not self._dirty:
+            self._dirty = True
+            _DIRTY.append(self)
+            global _HANDLE
+            # One pending callback per process (the proxy runs one loop; a handle of another, stopped
+            # loop, as in tests running several loops, does not count).
+            if _HANDLE is None or _HANDLE_LOOP[0] is not self.loop:
+                _HANDLE = self.loop.call_soon(flush_dirty)
+                _HANDLE_LOOP[0] = self.loop
 
     def block(self, stream: ProxyStream) -> None:
         self.blocked[stream] = None

@@ -32,7 +32,7 @@ from h2.settings import SettingCodes
 
 from sc_proxy.cluster import Host
 from sc_proxy.http2 import codec
-from sc_proxy.http2.side import H2Side
+from sc_proxy.http2.side import H2Side, flush_dirty
 from sc_proxy.http2.stream import CONNECT_ERROR
 from sc_proxy.metrics import REGISTRY, Counter
 
@@ -159,6 +159,7 @@ class UpstreamConnection(H2Side):
             elif t is ConnectionTerminated:
                 self._goaway(ev)  # type: ignore[arg-type]
         self.flush()
+        flush_dirty()
 
     def _settings(self, ev: RemoteSettingsChanged) -> None:
         if not self.ready:
