@@ -181,6 +181,8 @@ class _ScriptedProtocol(asyncio.Protocol):
                     self.server.max_open = max(self.server.max_open, self.server.open_streams)
                     loop = asyncio.get_running_loop()
                     loop.call_later(0.2, self._answer_later, ev.stream_id, bytes(body))
+                if body is not None and self.server.mode == "fail":
+                    self.h2.send_headers(ev.stream_id, [(b":status", b"503")], end_stream=True)
                 if body is not None and self.server.mode in ("echo", "goaway"):
                     self._answer(ev.stream_id, bytes(body))
                     if self.server.mode == "goaway" and self.answered >= self.server.goaway_after:
@@ -234,7 +236,8 @@ class ScriptedH2Server:
     the HTTP/2 preface). ``mode``: ``echo`` (200, the request body back or the server name, trailer
     ``x-trailer: intact``), ``refuse`` (RST_STREAM REFUSED_STREAM), ``hang`` (never answers) or ``goaway``
     (echo, then GOAWAY after ``goaway_after`` streams on a connection, ignoring the streams above it) or
-    ``slow`` (echo after 200 ms). ``max_streams``: the SETTINGS_MAX_CONCURRENT_STREAMS it announces."""
+    ``slow`` (echo after 200 ms) or ``fail`` (503). ``max_streams``: the SETTINGS_MAX_CONCURRENT_STREAMS
+    it announces."""
 
     def __init__(
         self, name: str, host: str, mode: str = "echo", goaway_after: int = 0, max_streams: int = 0

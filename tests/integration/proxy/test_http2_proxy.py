@@ -5,6 +5,7 @@ GOAWAY, and a slow consumer that must not grow the proxy's memory."""
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import re
 import shutil
@@ -95,6 +96,42 @@ def test_refused_everywhere_gives_503_after_two_retries(
     # The first attempt and two retries, each on a task not tried before.
     assert sum(s.requests for s in servers) == 3
     assert proxy.metric("TargetRetryCount", TargetDiscoveryName="web") == 2
+
+
+def test_failing_task_is_ejected_and_requests_succeed_elsewhere(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    bad = scripted("bad", "127.0.0.58", "fail")
+    good = scripted("good", "127.0.0.59")
+    proxy, url = one_hop(start_proxy, [bad, good])
+    with h2_client() as client:
+        for i in range(30):
+            r = client.get(f"{url}/o{i}")
+            assert r.status_code == 200
+            assert r.headers["x-served-by"] == "good"
+    # 503s were retried on the other task; 5 failures ejected the bad one, which then saw no more streams.
+    assert bad.requests == 5
+    assert proxy.metric("TargetEjectionCount", TargetDiscoveryName="web") == 1
+    assert proxy.metric("TargetRetryCount", TargetDiscoveryName="web") == 5
+
+
+def test_access_log_line_per_stream(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    hang = scripted("hang", "127.0.0.60", "hang")
+    web = endpoint("web", [(hang.host, hang.port)], "http2", timeouts={"perRequestTimeoutSeconds": 0.3})
+    cfg, ports = client_config([web], accessLog={"format": "JSON"})
+    proxy = start_proxy(cfg)
+    with h2_client() as client:
+        r = client.get(f"http://{VIP}:{ports['web']}/logged?token=secret")
+    assert r.status_code == 504
+    proxy.stop()
+    lines = [json.loads(line) for line in proxy.output().splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    rec = lines[0]
+    assert (rec["protocol"], rec["method"], rec["path"], rec["status"]) == ("HTTP/2", "GET", "/logged", 504)
+    assert rec["response_flags"] == "UT"
+    assert rec["upstream_host"] == f"{hang.host}:{hang.port}"
 
 
 def test_per_request_timeout_answers_504(
