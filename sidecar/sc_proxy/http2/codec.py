@@ -29,6 +29,19 @@ class _NoLog:
 # hpack's debug output.
 hpack.hpack.log = _NoLog()  # type: ignore[assignment]
 
+_rebuild_header = hpack.hpack._unicode_if_needed
+
+
+def _header_as_decoded(header: Any, raw: bool) -> Any:
+    # hpack rebuilds every decoded header tuple through bytes(); with header_encoding=None (raw) and
+    # fields that already are bytes that is a copy of an immutable value: hand the tuple on as it is.
+    if raw and type(header[0]) is bytes and type(header[1]) is bytes:
+        return header
+    return _rebuild_header(header, raw)
+
+
+hpack.hpack._unicode_if_needed = _header_as_decoded
+
 #: The connection preface a prior-knowledge HTTP/2 client sends first (RFC 9113 §3.4).
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
