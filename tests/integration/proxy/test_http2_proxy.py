@@ -20,7 +20,14 @@ from typing import Any
 import httpx
 import pytest
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated, DataReceived, ResponseReceived, StreamEnded, TrailersReceived
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    PingAckReceived,
+    ResponseReceived,
+    StreamEnded,
+    TrailersReceived,
+)
 from h2.settings import SettingCodes
 
 from support.grpc_env import (
@@ -462,3 +469,22 @@ def test_mutated_frames_never_take_the_proxy_down(
     assert r.status_code == 200
     assert r.content == b"still here"
     assert "Traceback" not in proxy.output()
+
+
+def test_ping_is_answered(
+    start_proxy: Callable[..., ProxyProcess], scripted: Callable[..., ScriptedH2Server]
+) -> None:
+    echo = scripted("echo", "127.0.0.61")
+    _, url = one_hop(start_proxy, [echo])
+    client = RawH2Client(VIP, int(url.rsplit(":", 1)[1]))
+    try:
+        client.h2.ping(b"sc-ping!")
+        client.sock.sendall(client.h2.data_to_send())
+        acks = []
+        deadline = time.monotonic() + 5
+        while not acks and time.monotonic() < deadline:
+            acks = [ev for ev in client.events(timeout=1) if isinstance(ev, PingAckReceived)]
+    finally:
+        client.close()
+    assert acks
+    assert acks[0].ping_data == b"sc-ping!"
