@@ -116,3 +116,7 @@ class Endpoint(StatusModel):
     """http, http2 or grpc; unset means TCP."""
     service: ServiceRef
     """The ConnectService that owns the endpoint."""
+    per_request_timeout_seconds: int | None = None
+    """The owner's timeout.perRequestTimeoutSeconds: clients' proxies enforce it too (ECS does)."""
+    idle_timeout_seconds: int | None = None
+    """The owner's timeout.idleTimeoutSeconds, for clients' proxies."""

@@ -82,9 +82,16 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
             continue
         seen.add(ep.discovery_name)
         dns = endpoint_discovery(ep, inputs.connect_namespace, settings.cluster_domain, settings.dns_resolver)
-        endpoints.append(
-            {"name": ep.discovery_name, "appProtocol": ep.app_protocol or "tcp", "discovery": {"dns": dns}}
-        )
+        upstream: dict[str, Any] = {
+            "name": ep.discovery_name,
+            "appProtocol": ep.app_protocol or "tcp",
+            "discovery": {"dns": dns},
+        }
+        # The owner's timeouts: ECS enforces perRequestTimeout at the caller's proxy too.
+        timeouts = _timeouts(ep.per_request_timeout_seconds, ep.idle_timeout_seconds)
+        if timeouts:
+            upstream["timeouts"] = timeouts
+        endpoints.append(upstream)
     vips = assign_vips((ep.dns_name, ep.port) for ep in pinned)
     aliases = [
         {"address": vips[(ep.dns_name, ep.port)], "port": ep.port, "endpoint": ep.discovery_name}

@@ -7,6 +7,7 @@ Defaults, and why:
   short name because Kubernetes users address services by short names and the seed tutorial reaches its
   server as ``http://nginx:80/``. Set ``dnsName`` explicitly to get the ECS form.
 - ``appProtocol`` comes from the portMapping that ``portName`` names; unset means TCP.
+- the entry's ``timeout`` travels with the endpoint: clients' proxies enforce it too, as ECS's do.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def located_endpoints(spec: ConnectServiceSpec, owner: ServiceRef) -> list[Locat
         name = discovery_name(service)
         found = mappings.get(service.port_name)
         protocol = found[1].app_protocol if found else None
+        timeout = service.timeout
         for alias in service.client_aliases or []:
             endpoint = Endpoint(
                 discovery_name=name,
@@ -67,6 +69,8 @@ def located_endpoints(spec: ConnectServiceSpec, owner: ServiceRef) -> list[Locat
                 port=alias.port,
                 app_protocol=protocol,
                 service=owner,
+                per_request_timeout_seconds=timeout.per_request_timeout_seconds if timeout else None,
+                idle_timeout_seconds=timeout.idle_timeout_seconds if timeout else None,
             )
             result.append(LocatedEndpoint(endpoint, f"{SCC}.services[{index}]"))
     return result

@@ -220,3 +220,34 @@ def test_every_mode_renders_a_file_the_sidecar_accepts(mode: str) -> None:
         cm = render_children(inputs).config_map
         assert cm is not None
         _file(cm)
+
+
+def test_clients_enforce_the_servers_timeouts() -> None:
+    """A server that disables the per-request timeout (long polling) must not be cut at 15 s by its
+    callers' proxies: the pinned endpoint carries the owner's timeouts to every client."""
+    ep = dict(NGINX_ENDPOINT, perRequestTimeoutSeconds=0, idleTimeoutSeconds=600)
+    config = render_proxy_config(client_inputs(endpoints=[ep]))
+    timeouts = config.endpoint("nginx").timeouts
+    assert timeouts.per_request_timeout_seconds == 0
+    assert timeouts.idle_timeout_seconds == 600
+    # Unset stays unset: the sidecar's defaults per protocol apply.
+    config = render_proxy_config(client_inputs())
+    assert config.endpoint("nginx").timeouts.per_request_timeout_seconds is None
+
+
+def test_registered_endpoints_carry_the_timeouts() -> None:
+    from sc_operator.api import ConnectServiceSpec, ServiceRef
+    from sc_operator.validation import effective_endpoints
+
+    spec = dict(NGINX_SPEC)
+    spec["serviceConnectConfiguration"] = {
+        "enabled": True,
+        "services": [
+            {"portName": "nginx", "clientAliases": [{"port": 80}], "timeout": {"perRequestTimeoutSeconds": 0}}
+        ],
+    }
+    [ep] = effective_endpoints(
+        ConnectServiceSpec.model_validate(spec), ServiceRef(namespace="default", name="nginx")
+    )
+    assert ep.per_request_timeout_seconds == 0
+    assert ep.idle_timeout_seconds is None
