@@ -127,7 +127,9 @@ def test_exact_metrics_after_a_known_sequence(
 def test_upstream_killed_under_load_fails_no_request_and_is_ejected(
     upstreams: list[UpstreamProcess], proxies: list[ProxyProcess], tmp_path: Path
 ) -> None:
-    cfg, ports = proxy_config([backend(upstreams)])
+    # A long ejection, so a slow machine cannot see the task return (and be ejected again) mid-test.
+    outlier = {"baseEjectionSeconds": 300, "maxEjectionSeconds": 300}
+    cfg, ports = proxy_config([backend(upstreams, outlier=outlier)])
     proxy = start(proxies, tmp_path, cfg)
     url = f"http://{VIP}:{ports['backend']}"
     statuses: Counter[int] = Counter()
