@@ -5,6 +5,7 @@ Pure functions turn an admission request's object into a :class:`Verdict` using 
 because webhooks can be bypassed or down):
 
 - :func:`review_connect_service` and :func:`review_connect_namespace`: the spec rules;
+- :func:`review_registration`: the cross-object rules against the ConnectNamespaces' registries;
 - :func:`review_pod`: a pod that asks for Service Connect (our label or annotation) must be a task of a
   service, i.e. controlled by a ReplicaSet controlled by a Deployment controlled by a ConnectService.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from sc_operator import API_VERSION, GROUP, VERSION
-from sc_operator.api import ConnectNamespaceSpec
-from sc_operator.validation import STANDALONE_TASK_MESSAGE, Violation, validate_service
+from sc_operator.api import ConnectNamespaceSpec, ServiceRef
+from sc_operator.reconcile.service import Refusal, resolve_namespace
+from sc_operator.registry import Registry
+from sc_operator.validation import (
+    STANDALONE_TASK_MESSAGE,
+    Violation,
+    parse_and_validate,
+    validate_registration,
+    validate_service,
+)
 from sc_operator.validation.schema import violations_from
 
 logger = logging.getLogger(__name__)
@@ -86,6 +95,32 @@ def _deny(kind: str, obj: Obj, violations: list[Violation]) -> Verdict:
 def review_connect_service(obj: Obj) -> Verdict:
     """A ConnectService is admitted exactly when reconciliation would accept its spec."""
     return _deny("ConnectService", obj, validate_service(obj))
+
+
+def review_registration(
+    obj: Obj, namespace_labels: Mapping[str, str], connect_namespaces: Sequence[Obj]
+) -> Verdict:
+    """The cross-object rules (unique discoveryName and dnsName:port, one namespace per service) against
+    the registries in the ConnectNamespaces' status, as reconciliation checks them before registering.
+
+    What may resolve itself is left to reconciliation, which retries: a ConnectNamespace that does not
+    exist yet (``kubectl apply -f dir/`` creates objects in any order) or no default namespace label.
+    """
+    spec, violations = parse_and_validate(obj.get("spec") or {})
+    if spec is None or violations:
+        return _deny("ConnectService", obj, violations)
+    meta = obj.get("metadata") or {}
+    try:
+        connect_ns = resolve_namespace(dict(obj), spec, dict(namespace_labels))
+    except Refusal:
+        return ALLOW
+    registries = {
+        str(o["metadata"]["name"]): Registry.from_status(o.get("status")) for o in connect_namespaces
+    }
+    if connect_ns is None or connect_ns not in registries:
+        return ALLOW
+    owner = ServiceRef(namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""))
+    return _deny("ConnectService", obj, validate_registration(spec, owner, connect_ns, registries))
 
 
 def review_connect_namespace(obj: Obj) -> Verdict:
@@ -282,8 +317,13 @@ def register(webhook_settings: WebhookSettings, registry: Any = None) -> None:
 
     @kopf.on.validate(GROUP, VERSION, "connectservices", id=CONNECT_SERVICE_HOOK, registry=registry)
     def validate_connect_service(body: kopf.Body, **_: Any) -> None:
-        if not webhook_settings.excludes(body):
-            enforce(review_connect_service(body))
+        if webhook_settings.excludes(body):
+            return
+        enforce(review_connect_service(body))
+        namespace = str(body.get("metadata", {}).get("namespace") or "")
+        k8s_ns = client().get_or_none(kube.NAMESPACES, namespace) or {}
+        labels = (k8s_ns.get("metadata") or {}).get("labels") or {}
+        enforce(review_registration(body, labels, client().list(kube.CONNECT_NAMESPACES)))
 
     @kopf.on.validate(GROUP, VERSION, "connectnamespaces", id=CONNECT_NAMESPACE_HOOK, registry=registry)
     def validate_connect_namespace(body: kopf.Body, **_: Any) -> None:

@@ -241,3 +241,66 @@ def test_chart_paths_are_the_handler_ids() -> None:
     template = (REPO / "charts" / "service-connect" / "templates" / "webhook.yaml").read_text()
     for hook_id in webhooks.HOOK_IDS:
         assert f'"id" "{hook_id}"' in template
+
+
+# -- cross-object rules ------------------------------------------------------------------------------
+
+
+def _cns(name: str, holder: tuple[str, str], discovery: str = "nginx", dns: str = "nginx") -> dict[str, Any]:
+    """A ConnectNamespace whose registry (status) holds one endpoint of `holder`."""
+    ns, svc = holder
+    endpoint = {
+        "discoveryName": discovery,
+        "dnsName": dns,
+        "port": 80,
+        "service": {"namespace": ns, "name": svc},
+    }
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "endpoints": [endpoint],
+            "services": [{"namespace": ns, "name": svc, "tasks": 1}],
+            "revision": 1,
+        },
+    }
+
+
+def test_a_discovery_name_taken_in_the_namespace_is_refused(nginx: dict[str, Any]) -> None:
+    registry = [_cns("service-connect", ("other", "web"))]
+    verdict = webhooks.review_registration(nginx, {}, registry)
+    assert not verdict.allowed
+    rules = [v.rule for v in verdict.violations]
+    assert rules == ["discovery-name-duplicate", "client-alias-duplicate"]
+    assert "'nginx' is already registered in 'service-connect' by other/web" in verdict.message
+
+
+def test_re_admitting_the_holder_itself_is_quiet(nginx: dict[str, Any]) -> None:
+    registry = [_cns("service-connect", ("tutorial", "service-connect-nginx-service"))]
+    assert webhooks.review_registration(nginx, {}, registry).allowed
+
+
+def test_a_service_cannot_join_a_second_namespace(nginx: dict[str, Any]) -> None:
+    registry = [
+        _cns("service-connect", ("other", "web"), discovery="web", dns="web"),
+        _cns("legacy", ("tutorial", "service-connect-nginx-service"), discovery="old", dns="old"),
+    ]
+    verdict = webhooks.review_registration(nginx, {}, registry)
+    assert [v.rule for v in verdict.violations] == ["one-namespace"]
+
+
+def test_what_may_resolve_itself_is_left_to_reconciliation(nginx: dict[str, Any]) -> None:
+    # The ConnectNamespace may be created right after the service (kubectl apply -f dir/).
+    assert webhooks.review_registration(nginx, {}, []).allowed
+    # No namespace in the spec and no default label: reconciliation refuses and retries on a label change.
+    del nginx["spec"]["serviceConnectConfiguration"]["namespace"]
+    assert webhooks.review_registration(nginx, {}, [_cns("service-connect", ("other", "web"))]).allowed
+
+
+def test_the_namespace_label_names_the_default_connect_namespace(nginx: dict[str, Any]) -> None:
+    from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL
+
+    del nginx["spec"]["serviceConnectConfiguration"]["namespace"]
+    registry = [_cns("service-connect", ("other", "web"))]
+    verdict = webhooks.review_registration(nginx, {DEFAULT_NAMESPACE_LABEL: "service-connect"}, registry)
+    assert not verdict.allowed
+    assert verdict.violations[0].rule == "discovery-name-duplicate"

@@ -19,7 +19,7 @@ from sc_operator.validation import DEPLOYMENT_CONTROLLER_MESSAGE, STANDALONE_TAS
 from support.envtest import REPO, KubeAPI
 from support.helmchart import Helm
 from support.kubectl import Kubectl
-from support.operator import wait_for
+from support.operator import service_body, wait_for
 from support.webhookenv import SCOPE_LABEL, WebhookServer, scoped_webhook_config, start_webhook_operator
 
 
@@ -204,3 +204,18 @@ def test_connect_namespaces_pass_through_the_webhook(
     proc = _apply(kubectl, doc)
     assert proc.returncode != 0
     assert "spec.description" in proc.stderr
+
+
+def test_a_taken_discovery_name_is_refused_at_apply(
+    kubectl: Kubectl, kube: Kube, test_ns: str, connect_namespace: str
+) -> None:
+    assert _apply(kubectl, service_body("first", test_ns, connect_namespace, discovery="api")).returncode == 0
+    wait_for(
+        "first registered in its ConnectNamespace",
+        lambda: (kube.get(CONNECT_NAMESPACES, connect_namespace).get("status") or {}).get("endpoints"),
+        timeout=90,
+    )
+    proc = _apply(kubectl, service_body("second", test_ns, connect_namespace, discovery="api", dns="api2"))
+    assert proc.returncode != 0
+    assert "[discovery-name-duplicate] discovery names must be unique within a namespace" in proc.stderr
+    assert f"by {test_ns}/first" in proc.stderr
