@@ -122,14 +122,16 @@ class ProxyStream:
         self.tried = self.tried | {host}
         self.pool.assign(host, self)
 
+    def head_ends_request(self) -> bool:
+        """Whether the request head goes upstream with END_STREAM (the whole request is the head)."""
+        return self.up_end == _ENDING and not self.to_up and self.req_trailers is None
+
     def attached(self, up: UpstreamConnection, sid: int) -> None:
-        """The upstream connection opened our stream: send the request head and what is queued."""
+        """The upstream connection opened our stream and sent the request head: send what is queued."""
         self.up = up
         self.up_sid = sid
         self.sent_at = self.server.loop.time()
-        end = self.up_end == _ENDING and not self.to_up and self.req_trailers is None
-        up.h2.send_headers(sid, self.up_headers, end_stream=end)
-        if end:
+        if self.head_ends_request():
             self.up_end = _ENDED
         elif self.to_up or self.up_end == _ENDING:
             self._pump_up()

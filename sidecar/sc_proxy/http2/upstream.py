@@ -83,7 +83,17 @@ class UpstreamConnection(H2Side):
 
     def _open(self, stream: ProxyStream) -> None:
         stream.queued = None
-        sid = self.h2.get_next_available_stream_id()
+        try:
+            sid = self.h2.get_next_available_stream_id()
+            # Opens the stream in h2 (which checks the peer's concurrency limit once more).
+            self.h2.send_headers(sid, stream.up_headers, end_stream=stream.head_ends_request())
+        except H2Error:
+            # Stream ids exhausted, or the peer lowered its limit under us: this connection takes no
+            # more streams; the stream was not sent, so it goes to another connection.
+            self.accepting = False
+            self.pool.forget(self)
+            self.pool.assign(stream.host or self.host, stream)
+            return
         self.streams[sid] = stream
         stream.attached(self, sid)
 

@@ -125,7 +125,7 @@ def test_client_deadline_ends_the_call_and_cancels_upstream(hops: Callable[..., 
     with pytest.raises(grpc.RpcError) as err:
         h.client.unary(b"x", metadata=(("x-sleep-ms", "3000"),), timeout=0.5)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 2.5  # well before the server would answer (3 s)
     # The client's RST_STREAM went through; the proxies did not time anything out themselves.
     assert h.client_proxy.metric("TargetTimeoutCount", TargetDiscoveryName="echo") == 0
     assert h.client.unary(b"after", timeout=10) == b"after"
