@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -316,7 +317,7 @@ class ProxyConfig(_Model):
     @model_validator(mode="after")
     def _cross_checks(self) -> ProxyConfig:
         names = [e.name for e in self.endpoints]
-        dup_names = sorted({n for n in names if names.count(n) > 1})
+        dup_names = sorted(n for n, seen in Counter(names).items() if seen > 1)
         if dup_names:
             raise ValueError(f"endpoints: duplicate endpoint name {dup_names[0]!r}")
         known = set(names)
