@@ -9,6 +9,7 @@ import json
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -272,8 +273,9 @@ def _grpc_ingress(
     return srv, start_proxy(cfg), port
 
 
+@pytest.mark.parametrize("how", ["POST /drain", "SIGTERM"])
 def test_drain_sends_goaway_and_lets_open_streams_finish(
-    tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
+    how: str, tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
 ) -> None:
     srv, proxy, port = _grpc_ingress(tmp_path, start_proxy)
     client = RawH2Client("127.0.0.1", port)
@@ -290,7 +292,11 @@ def test_drain_sends_goaway_and_lets_open_streams_finish(
                 if isinstance(ev, DataReceived):
                     body += ev.data or b""
                     if not drained:
-                        assert proxy.get("/drain", method="POST")[0] == 202
+                        if how == "SIGTERM":
+                            assert proxy.popen is not None
+                            proxy.popen.send_signal(signal.SIGTERM)
+                        else:
+                            assert proxy.get("/drain", method="POST")[0] == 202
                         drained = True
                 elif isinstance(ev, ConnectionTerminated):
                     goaway.append(ev)
@@ -304,8 +310,11 @@ def test_drain_sends_goaway_and_lets_open_streams_finish(
         # The open stream finished: all 20 messages of 100 bytes, then OK in the trailers.
         assert len(body) == 20 * 105
         assert trailers[b"grpc-status"] == b"0"
-        # The proxy closes the connection once its last stream ended.
+        # The proxy closes the connection once its last stream ended (and, on SIGTERM, then exits 0).
         assert client.events(timeout=5) == [None]
+        if how == "SIGTERM":
+            assert proxy.popen is not None
+            assert proxy.popen.wait(10) == 0
     finally:
         client.close()
         srv.kill()
