@@ -77,8 +77,13 @@ def test_connect_namespace_is_held_while_in_use(
 
     cond = wait_for("deletion blocked", blocked)
     assert f"{namespace}/user" in cond["message"]
-    events = [e for e in kube.list(EVENTS, "default") if e["involvedObject"].get("name") == cns]
-    assert any(e["reason"] == "DeletionBlocked" and f"{namespace}/user" in e["message"] for e in events)
+
+    def blocked_event() -> bool:
+        # The Event is posted after the condition is written: wait for it rather than race it.
+        events = [e for e in kube.list(EVENTS, "default") if e["involvedObject"].get("name") == cns]
+        return any(e["reason"] == "DeletionBlocked" and f"{namespace}/user" in e["message"] for e in events)
+
+    wait_for("DeletionBlocked event", blocked_event)
     assert kube.get_or_none(CONNECT_NAMESPACES, cns) is not None
 
     kube.delete(CONNECT_SERVICES, "user", namespace)
