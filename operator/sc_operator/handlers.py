@@ -13,7 +13,7 @@ a failure.
 - Kubernetes Namespace label changes, ConnectNamespace creation → retry services waiting for them.
 
 Tuning (environment): ``SERVICECONNECT_PROGRESS_DEADLINE_SECONDS`` (600), ``SERVICECONNECT_RESYNC_SECONDS``
-(30), ``SERVICECONNECT_WORKERS`` (16); rendering settings are the ``SC_*`` variables of
+(30), ``SERVICECONNECT_WORKERS`` (48); rendering settings are the ``SC_*`` variables of
 :mod:`sc_operator.settings`.
 """
 
@@ -68,7 +68,7 @@ TUNING = Tuning(
     progress_deadline_seconds=int(_env_number("SERVICECONNECT_PROGRESS_DEADLINE_SECONDS", 600)),
     resync_seconds=_env_number("SERVICECONNECT_RESYNC_SECONDS", 30.0),
 )
-WORKERS = int(_env_number("SERVICECONNECT_WORKERS", 16))
+WORKERS = int(_env_number("SERVICECONNECT_WORKERS", 48))
 
 _ctx: Context | None = None
 _ctx_lock = threading.Lock()
@@ -127,7 +127,7 @@ def service_changed(namespace: str | None, name: str, **_: Any) -> None:
     """Validate, register, roll out and materialise (idempotent: resume re-runs it after a restart)."""
     assert namespace is not None  # a namespaced kind
     _guard(f"reconciling {namespace}/{name}", lambda: reconcile_service(ctx(), namespace, name))
-    _guard(f"refreshing {namespace}/{name}", lambda: refresh_status(ctx(), namespace, name))
+    # No status refresh here: the Deployment and pod events that follow trigger it (and the timer).
 
 
 @kopf.on.delete(CONNECT_SERVICE)
@@ -171,8 +171,8 @@ def _coalesced_refresh(namespace: str, name: str) -> None:
 
 def _service_of(namespace: str, label: str) -> str | None:
     """The ConnectService whose label value is ``label`` (names over 63 characters are shortened)."""
-    if ctx().kube.get_or_none(CONNECT_SERVICES, label, namespace) is not None:
-        return label
+    if label == label_value(label) and len(label) < 63:
+        return label  # the label is the name itself (the refresh returns quietly if it is gone)
     for svc in ctx().kube.list(CONNECT_SERVICES, namespace):
         if label_value(svc["metadata"]["name"]) == label:
             return str(svc["metadata"]["name"])
@@ -193,8 +193,16 @@ def pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     _workload_event(namespace, labels)
 
 
-@kopf.on.event("deployments.apps", labels=MANAGED)
+def _deadline_exceeded(status: kopf.Status, **_: Any) -> bool:
+    return any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+    )
+
+
+@kopf.on.event("deployments.apps", labels=MANAGED, when=_deadline_exceeded)
 def deployment_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    """Only the progress deadline is news here: pods carry everything else the status needs."""
     _workload_event(namespace, labels)
 
 
@@ -221,6 +229,7 @@ def namespace_deleted(name: str, **_: Any) -> None:
 @kopf.on.update("namespaces", field="metadata.labels")
 def k8s_namespace_labels(name: str, **_: Any) -> None:
     """A default ConnectNamespace may have been named: retry the services refused for lack of one."""
+    ctx().invalidate_namespace(name)
     _retry_waiting(name)
 
 

@@ -160,9 +160,23 @@ class Kube:
             raise
 
     def list(
-        self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        cached: bool = True,
     ) -> list[Obj]:
-        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        """List objects, by default from the API server's watch cache (``resourceVersion=0``).
+
+        Without it, a label-selected list is read from etcd in full and filtered afterwards: hundreds of
+        ConnectDeployments, each holding a pinned endpoint list, made every such list read megabytes.
+        The cache may lag by milliseconds; callers are idempotent (deterministic names) so that is safe.
+        """
+        query: dict[str, str] = {}
+        if labels:
+            query["labelSelector"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        if cached:
+            query["resourceVersion"] = "0"
         items: list[Obj] = self.request("GET", res.path(namespace), query=query).get("items") or []
         return items
 

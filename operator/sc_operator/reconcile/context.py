@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sc_operator.kube import Kube
+from sc_operator.kube import NAMESPACES, Kube
 from sc_operator.registry import RegistryWriter
 from sc_operator.settings import OperatorSettings
 
@@ -40,6 +41,9 @@ class Context:
     registry: RegistryWriter = field(init=False)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    _ns_labels: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+    #: Seconds a Kubernetes Namespace's labels are reused; label changes also invalidate (handlers.py).
+    ns_label_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         self.registry = RegistryWriter(self.kube)
@@ -52,6 +56,23 @@ class Context:
             lock = self._locks.setdefault((namespace, name), threading.Lock())
         with lock:
             yield
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The Kubernetes Namespace's labels, cached briefly: hundreds of services in one namespace
+        arriving at once would otherwise read the same Namespace hundreds of times."""
+        now = time.monotonic()
+        with self._guard:
+            hit = self._ns_labels.get(namespace)
+        if hit is not None and now - hit[0] < self.ns_label_ttl:
+            return dict(hit[1])
+        labels = dict(self.kube.get(NAMESPACES, namespace)["metadata"].get("labels") or {})
+        with self._guard:
+            self._ns_labels[namespace] = (now, labels)
+        return dict(labels)
+
+    def invalidate_namespace(self, namespace: str) -> None:
+        with self._guard:
+            self._ns_labels.pop(namespace, None)
 
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:

@@ -215,11 +215,13 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def materialise(ctx: Context, inputs: RenderInputs) -> bool:
+def materialise(ctx: Context, inputs: RenderInputs, first: bool = False) -> bool:
     """Create or update the rollout's ConfigMap, the service's Deployment and headless Services.
 
     Returns True when the Deployment's pod template changed (a Kubernetes rollout starts). A change of
-    desiredCount alone only patches ``replicas``.
+    desiredCount alone only patches ``replicas``. ``first``: the service has no children yet (try creating
+    before reading, and skip looking for stale headless Services) — saves requests when hundreds of
+    services arrive at once; wrong guesses only cost a 409 and a read.
     """
     children = render_children(inputs)
     ns = inputs.k8s_namespace
@@ -232,10 +234,17 @@ def materialise(ctx: Context, inputs: RenderInputs) -> bool:
     deployment["spec"]["progressDeadlineSeconds"] = ctx.tuning.progress_deadline_seconds
     rendered = _digest({**deployment["spec"], "replicas": None, "meta": deployment["metadata"]})
     deployment["metadata"].setdefault("annotations", {})[RENDERED_ANNOTATION] = rendered
-    current = kube.get_or_none(DEPLOYMENTS, deployment["metadata"]["name"], ns)
+    current: Obj | None
+    if first:
+        current, created = kube.create_or_get(DEPLOYMENTS, deployment, ns)
+        if created:
+            current = None
+    else:
+        current = kube.get_or_none(DEPLOYMENTS, deployment["metadata"]["name"], ns)
     template_changed = False
     if current is None:
-        kube.create(DEPLOYMENTS, deployment, ns)
+        if not first:
+            kube.create(DEPLOYMENTS, deployment, ns)
         template_changed = True
     elif (current["metadata"].get("annotations") or {}).get(RENDERED_ANNOTATION) == rendered:
         if current["spec"].get("replicas") != deployment["spec"]["replicas"]:
@@ -258,7 +267,8 @@ def materialise(ctx: Context, inputs: RenderInputs) -> bool:
             or existing["spec"].get("selector") != svc["spec"]["selector"]
         ):
             kube.patch(SERVICES, svc["metadata"]["name"], {"spec": {"ports": svc["spec"]["ports"]}}, ns)
-    for svc in kube.list(SERVICES, ns, managed_labels(inputs.service_name)):
+    stale = [] if first else kube.list(SERVICES, ns, managed_labels(inputs.service_name))
+    for svc in stale:
         name = svc["metadata"]["name"]
         if name not in wanted and _owned_by(svc, inputs.service_uid):
             kube.delete(SERVICES, name, ns)

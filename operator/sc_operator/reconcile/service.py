@@ -23,7 +23,7 @@ from typing import Any
 
 from sc_operator.api import ConnectServiceSpec
 from sc_operator.api.common import ServiceRef
-from sc_operator.kube import CONNECT_NAMESPACES, CONNECT_SERVICES, NAMESPACES, Obj
+from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_NAMESPACES, CONNECT_SERVICES, Obj
 from sc_operator.reconcile.conditions import add_event, get_condition, set_condition
 from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL, Context
 from sc_operator.reconcile.deployments import (
@@ -152,8 +152,7 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     if violations or spec is None:
         raise Refusal(reason_of(violations[0].rule), "; ".join(str(v) for v in violations))
 
-    ns_obj = ctx.kube.get(NAMESPACES, namespace)
-    ns_labels = dict(ns_obj["metadata"].get("labels") or {})
+    ns_labels = ctx.namespace_labels(namespace)
     connect_ns = resolve_namespace(service, spec, ns_labels)
     previous_ns = (service.get("status") or {}).get("namespace")
 
@@ -223,6 +222,9 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         snapshot = new_deployment_spec(name, spec, connect_ns, registry)
         created = create_rollout(ctx, service, snapshot, sequence, registry)
         current = created
+        if primary is not None and primary.status.get("status") == "PRIMARY":
+            # Superseded now; the status refresh settles ACTIVE/INACTIVE from its pods.
+            ctx.kube.patch_status(CONNECT_DEPLOYMENTS, primary.name, {"status": "ACTIVE"}, namespace)
     else:
         assert primary is not None
         current = primary
@@ -230,28 +232,32 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         ctx, service, spec, current.name, current.uid, current.spec, interception, current.namespace_size
     )
     try:
-        materialise(ctx, inputs)
+        materialise(ctx, inputs, first=primary is None)
     except RenderError as exc:  # e.g. the namespace switched to listeners mode and the task collides
         raise Refusal("RenderRefused", str(exc)) from exc
 
-    fresh = _fresh(ctx, namespace, name) or service
+    # The service was read under the lock, and only this process writes its status: still current.
+    fresh = service
     status = fresh.get("status") or {}
     generation = meta.get("generation")
     events = status.get("events")
     before = get_condition(status.get("conditions"), "Accepted")
-    if before is None or before.get("status") != "True":
-        message = f"(service {name}) was accepted" + (
-            f" in ConnectNamespace {connect_ns}" if connect_ns else ""
-        )
-        events = add_event(events, message, ctx.tuning.max_events)
-        ctx.kube.post_event(fresh, "Normal", "Accepted", message)
+    newly_accepted = before is None or before.get("status") != "True"
+    where = f" in ConnectNamespace {connect_ns}" if connect_ns else ""
+    if newly_accepted:
+        events = add_event(events, f"(service {name}) was accepted{where}", ctx.tuning.max_events)
     if created is not None:
         origin = created.annotations.get(ROLLBACK_FROM_ANNOTATION)
         message = f"(service {name}) has started {spec.desired_count} tasks: (deployment {created.name})."
         if origin:
             message = f"(service {name}) rolling back: (deployment {created.name}) replaces {origin}."
         events = add_event(events, message, ctx.tuning.max_events)
-        ctx.kube.post_event(fresh, "Normal", "DeploymentCreated", f"ECS deployment {created.name} started")
+        # One Event for both decisions when they come together (hundreds of services at once).
+        reason = "Accepted" if newly_accepted else "DeploymentCreated"
+        prefix = f"accepted{where}; " if newly_accepted else ""
+        ctx.kube.post_event(fresh, "Normal", reason, f"{prefix}ECS deployment {created.name} started")
+    elif newly_accepted:
+        ctx.kube.post_event(fresh, "Normal", "Accepted", f"accepted{where}")
     write_status(
         ctx,
         fresh,

@@ -124,7 +124,7 @@ def test_tutorial_nginx_and_client(
     nginx_status = kube.get(CONNECT_SERVICES, nginx["metadata"]["name"], namespace)["status"]
     assert nginx_status["serviceConnectResources"] == [{"discoveryName": "nginx"}]
     reasons = {e["reason"] for e in kube.list(EVENTS, namespace)}
-    assert {"Accepted", "DeploymentCreated", "SteadyState"} <= reasons
+    assert {"Accepted", "SteadyState"} <= reasons
     assert wait_for(
         "task count", lambda: kube.get(CONNECT_NAMESPACES, connect_namespace)["status"]["taskCount"] == 2
     )
