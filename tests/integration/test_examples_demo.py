@@ -1,4 +1,8 @@
-"""The README's first command, end to end: `hack/demo.sh --once` sets up, shows and cleans up."""
+"""The README's first command, end to end: `hack/demo.sh --once` sets up, shows and cleans up.
+
+The demo runs the operator as a real process: both example ConnectServices must be accepted by it and
+materialised as Deployments, immutable ConfigMaps and nginx's headless Service.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,12 @@ def test_demo_once_applies_the_examples_and_leaves_nothing_behind(
     assert "connectservice.serviceconnect.dev/client" in out
     assert "connectnamespace.serviceconnect.dev/service-connect" in out
     assert "export KUBECONFIG=" in out
+    # The operator judged both services and rendered their workloads.
+    assert "tutorial/service-connect-nginx-service: Accepted" in out
+    assert "tutorial/client: Accepted" in out
+    assert "deployment.apps/service-connect-nginx-service" in out
+    assert "service/sc-nginx-" in out
+    assert "stopped and removed everything it started" in out
 
     # Torn down: its work directory is gone and none of its servers still run.
     assert not list(tmp_path.glob("serviceconnect-demo-*")), list(tmp_path.iterdir())
