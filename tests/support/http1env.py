@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from support.procs import free_port
-from support.upstreams import ProxyProcess, UpstreamProcess
+from support.proxy import ProxyProcess
+from support.upstreams import UpstreamProcess
 
 #: The client alias every test uses for the "backend" endpoint (no-privilege listeners mode).
 VIP = "127.255.0.1"

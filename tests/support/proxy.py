@@ -124,11 +124,12 @@ class ProxyProcess:
         assert status == 200, body
         return parse_metrics(body.decode())
 
-    def metric(self, name: str, **labels: str) -> float:
-        """One sample; 0 when absent. ``metric("RequestCount", DiscoveryName="a")``."""
-        key = name
+    def metric(self, name: str, label: str = "", **labels: str) -> float:
+        """One sample; 0 when absent. ``metric("RequestCount", DiscoveryName="a")``, or with the label
+        set as written in the exposition: ``metric("RequestCount", 'DiscoveryName="a"')``."""
         if labels:
-            key += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+            label = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        key = f"{name}{{{label}}}" if label else name
         return self.metrics().get(key, 0.0)
 
     def rss_kib(self) -> int:

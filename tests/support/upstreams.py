@@ -14,8 +14,8 @@ implementation independent of the proxy's parser):
 
 With ``--ws`` it also serves a WebSocket echo on ``/ws`` (the ``websockets`` package), on ``--ws-port``.
 
-:class:`UpstreamProcess` starts one and waits until it accepts connections; :class:`ProxyProcess` starts
-``sc-proxy`` from a config dict and waits for ``/ready``.
+:class:`UpstreamProcess` starts one and waits until it accepts connections (``sc-proxy`` itself is
+started by :class:`support.proxy.ProxyProcess`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -262,72 +261,6 @@ class UpstreamProcess:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(5)
-
-
-class ProxyProcess:
-    """``sc-proxy --config FILE`` started from a config dict; waits for ``/ready``."""
-
-    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
-        self.config = config
-        self.path = workdir / "proxy.json"
-        self.path.write_text(json.dumps(config))
-        self.log = workdir / "proxy.log"
-        self.admin = f"http://127.0.0.1:{config['admin']['port']}"
-        self.popen = subprocess.Popen(
-            [str(VENV_BIN / "sc-proxy"), "--config", str(self.path)],
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"sc-proxy exited {self.popen.returncode}: {self.log.read_text()[-2000:]}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(self.admin + "/ready", timeout=1) as resp,
-            ):
-                if resp.status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sc-proxy not ready: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def metrics(self) -> dict[str, float]:
-        """``/metrics`` as {"Name{labels}": value} (comments dropped)."""
-        with urllib.request.urlopen(self.admin + "/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                out[key] = float(value)
-        return out
-
-    def metric(self, name: str, label: str) -> float:
-        return self.metrics().get(f"{name}{{{label}}}", 0.0)
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        return self.popen.returncode
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from support.http1env import (
     status_of,
     wait_for,
 )
-from support.upstreams import ProxyProcess, UpstreamProcess
+from support.proxy import ProxyProcess
+from support.upstreams import UpstreamProcess
 
 LABEL = 'TargetDiscoveryName="backend"'
 VALID = b"GET /ok HTTP/1.1\r\nHost: backend\r\n\r\n"

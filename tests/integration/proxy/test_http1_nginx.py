@@ -18,7 +18,8 @@ import pytest
 
 from support.http1env import VIP, http_endpoint, proxy_config, read_until_close
 from support.procs import free_port
-from support.upstreams import ProxyProcess, wait_port
+from support.proxy import ProxyProcess
+from support.upstreams import wait_port
 
 BODY = b"0123456789" * 1000  # 10 000 bytes
 

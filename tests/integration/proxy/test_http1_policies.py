@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from support.http1env import VIP, http_endpoint, proxy_config, read_until_close, start_upstreams, status_of
-from support.upstreams import ProxyProcess, UpstreamProcess
+from support.proxy import ProxyProcess
+from support.upstreams import UpstreamProcess
 
 LABEL = 'TargetDiscoveryName="backend"'
 

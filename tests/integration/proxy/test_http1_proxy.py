@@ -32,7 +32,8 @@ from support.http1env import (
     wait_for,
 )
 from support.procs import free_port
-from support.upstreams import ProxyProcess, UpstreamProcess
+from support.proxy import ProxyProcess
+from support.upstreams import UpstreamProcess
 
 LABEL = 'TargetDiscoveryName="backend"'
 
