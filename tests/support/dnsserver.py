@@ -50,7 +50,7 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
 class LocalDns:
     """Authoritative answers for whatever names the test sets."""
 
-    def __init__(self, address: str = "127.0.0.1") -> None:
+    def __init__(self, address: str = "127.0.0.1", port: int = 0) -> None:
         self.lock = threading.Lock()
         self.a: dict[str, list[str]] = {}
         self.aaaa: dict[str, list[str]] = {}
@@ -62,7 +62,7 @@ class LocalDns:
         self._server = DNSServer(
             _Resolver(self),
             address=address,
-            port=0,
+            port=port,
             logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"),
         )
         self.address = address
