@@ -1,0 +1,91 @@
+"""Fixtures for the whole path: the operator's rendered output run for real in network namespaces.
+
+- `wp_network` (module): the hub namespace with its bridge and DNS server (see ``support.tasks``).
+- `wp_operator` (module): ``sc-operator`` against the session's envtest API server, with
+  ``SC_DNS_RESOLVER`` pointing at the hub's DNS so every rendered proxy config resolves there.
+- `kube` (module): a JSON API client.
+- `connect_namespace`: a fresh ConnectNamespace; `namespace` (from tests/integration): a Kubernetes one.
+- `harness`: the kubelet and CoreDNS stand-in for `namespace`, closed (tasks killed, namespaces deleted)
+  after the test even when it fails.
+
+Skipped with the reason when not root or a tool is missing; in CI (CI=true) that fails instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sc_operator import API_VERSION
+from sc_operator.kube import CONNECT_NAMESPACES, Kube
+from support.envtest import KubeAPI
+from support.gate import unavailable
+from support.operator import OperatorProcess
+from support.tasks import Harness, Network, missing_prerequisites
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture(scope="module")
+def wp_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    reason = missing_prerequisites()
+    if reason:
+        unavailable(f"whole-path tests: {reason}")
+    net = Network(tmp_path_factory.mktemp("network"))
+    try:
+        yield net
+    finally:
+        net.close()
+
+
+@pytest.fixture(scope="module")
+def kube(kube_api: KubeAPI) -> Iterator[Kube]:
+    client = kube_api.api_client()
+    try:
+        yield Kube(client)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def wp_operator(
+    kube_api: KubeAPI,
+    controller_manager: Any,
+    crds_installed: list[str],
+    wp_network: Network,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(
+        kube_api, tmp_path_factory.mktemp("operator"), env={"SC_DNS_RESOLVER": wp_network.resolver}
+    )
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def connect_namespace(kube: Kube, crds_installed: list[str]) -> Iterator[str]:
+    name = f"cns-{uuid.uuid4().hex[:8]}"
+    kube.create(
+        CONNECT_NAMESPACES,
+        {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": name}},
+    )
+    yield name
+    kube.delete(CONNECT_NAMESPACES, name)
+
+
+@pytest.fixture
+def harness(
+    kube: Kube, wp_network: Network, wp_operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> Iterator[Harness]:
+    h = Harness(kube, wp_network, namespace, tmp_path)
+    try:
+        yield h
+    finally:
+        h.close()
