@@ -8,7 +8,6 @@ own drain GOAWAY as raw bytes (:func:`goaway_frame`), leaving h2 able to finish 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Final
 
 import hpack.hpack
@@ -17,6 +16,8 @@ from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, Event
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
+
+from sc_proxy.http2.hpack_encoder import FastEncoder
 
 
 class _NoLog:
@@ -55,12 +56,12 @@ MAX_FRAME_SIZE: Final = 16384
 
 
 class ProxyH2Connection(H2Connection):
-    """An h2 connection that lets streams below a graceful GOAWAY finish, and encodes header literals without
-    Huffman coding (cheaper to encode here and to decode at the next hop; a few more bytes on the wire)."""
+    """An h2 connection that lets streams below a graceful GOAWAY finish, and encodes header blocks with
+    :class:`~sc_proxy.http2.hpack_encoder.FastEncoder`."""
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config)
-        setattr(self.encoder, "encode", partial(self.encoder.encode, huffman=False))  # noqa: B010
+        self.encoder = FastEncoder()
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[Event]]:
         if frame.error_code:
