@@ -119,10 +119,11 @@ class Kube:
         body: Any = None,
         query: Mapping[str, str] | None = None,
         content_type: str = JSON,
+        accept: str = JSON,
     ) -> Obj:
         from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": JSON}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         if query:
