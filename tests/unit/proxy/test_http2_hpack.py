@@ -1,12 +1,22 @@
-"""The proxy's HPACK encoder against hpack's reference decoder: every block it writes decodes to exactly the
-header list it was given, across table evictions, peer table-size changes and never-indexed fields."""
+"""The proxy's HPACK coders against hpack's: every block the encoder writes decodes (with hpack's decoder) to
+exactly the header list it was given, across table evictions, peer table-size changes and never-indexed
+fields; the decoder gives hpack's answers, and raises hpack's errors, for valid, mutated and random bytes."""
 
 from __future__ import annotations
 
-from hpack import Decoder, NeverIndexedHeaderTuple
+import pytest
+from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
+from hpack.exceptions import (
+    HPACKDecodingError,
+    HPACKError,
+    InvalidTableIndex,
+    InvalidTableSizeError,
+    OversizedHeaderListError,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sc_proxy.http2.hpack_decoder import FastDecoder
 from sc_proxy.http2.hpack_encoder import FastEncoder
 
 NAMES = [b":method", b":path", b":status", b"content-type", b"x-request-id", b"x-custom", b"date", b"te"]
@@ -74,3 +84,101 @@ def test_large_indices_and_lengths_use_multi_byte_integers() -> None:
         decoder.decode(encoder.encode(head), raw=True)
     oldest_kept = [(b"n40", b"v"), (b"x-long", b"y" * 1000)]
     assert decoder.decode(encoder.encode(oldest_kept), raw=True) == oldest_kept
+
+
+# -- the decoder: the same answers and the same refusals as hpack's, for any bytes -------------------------
+
+
+def _reference(decoder: Decoder, block: bytes) -> object:
+    try:
+        return [(bytes(n), bytes(v), h.indexable) for h in decoder.decode(block, raw=True) for n, v in [h]]
+    except HPACKError as e:
+        return type(e)
+
+
+def _ours(decoder: FastDecoder, block: bytes) -> object:
+    try:
+        out = []
+        for h in decoder.decode(block, raw=True):
+            n, v = h
+            assert type(n) is bytes
+            assert type(v) is bytes
+            out.append((n, v, not isinstance(h, NeverIndexedHeaderTuple)))
+        return out
+    except HPACKError as e:
+        return type(e)
+
+
+def _decoders(max_list: int, max_table: int) -> tuple[Decoder, FastDecoder]:
+    ref, ours = Decoder(), FastDecoder()
+    for d in (ref, ours):
+        d.max_header_list_size = max_list
+        d.max_allowed_table_size = max_table
+    return ref, ours
+
+
+# Blocks from a real encoder (Huffman or not, indexing or not) mixed with arbitrary and mutated bytes.
+_encoded = st.lists(
+    st.tuples(
+        st.sampled_from(NAMES) | st.binary(max_size=20),
+        st.sampled_from(VALUES) | st.binary(max_size=150),
+        st.booleans(),
+    ),
+    max_size=12,
+)
+
+
+@st.composite
+def _blocks(draw: st.DrawFn) -> list[bytes]:
+    encoder = Encoder()
+    out = []
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["encoded", "huffman", "random", "mutated"]))
+        if kind == "random":
+            out.append(draw(st.binary(max_size=60)))
+            continue
+        fields = draw(_encoded)
+        headers = [NeverIndexedHeaderTuple(n, v) if never else (n, v) for n, v, never in fields]
+        block = encoder.encode(headers, huffman=kind != "encoded")
+        if kind == "mutated" and block:
+            pos = draw(st.integers(0, len(block) - 1))
+            block = block[:pos] + bytes([draw(st.integers(0, 255))]) + block[pos + 1 :]
+            block = block[: draw(st.integers(0, len(block)))]
+        out.append(block)
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(_blocks(), st.sampled_from([200, 4096, 65536]), st.sampled_from([0, 256, 4096]))
+def test_decoder_agrees_with_hpack(blocks: list[bytes], max_list: int, max_table: int) -> None:
+    ref, ours = _decoders(max_list, max_table)
+    for block in blocks:
+        expected = _reference(ref, block)
+        assert _ours(ours, block) == expected
+        if not isinstance(expected, list):
+            return  # the connection is over after a decoding error
+        assert list(ours.header_table.dynamic_entries) == list(ref.header_table.dynamic_entries)
+
+
+@pytest.mark.parametrize(
+    ("block", "error"),
+    [
+        (b"\x80", InvalidTableIndex),  # index 0
+        (b"\xbe", InvalidTableIndex),  # index 62, empty dynamic table
+        (b"\xff\x80\x80\x80\x80\x80\x01", HPACKDecodingError),  # an integer longer than hpack accepts
+        (b"\xff", HPACKDecodingError),  # truncated integer
+        (b"\x40\x05ab", HPACKDecodingError),  # truncated name
+        (b"\x82\x3f\xe1\x1f", HPACKDecodingError),  # table size update after a field
+        (b"\x3f\xe2\x1f", InvalidTableSizeError),  # table size update above the allowed 4096
+    ],
+)
+def test_decoder_refuses_what_hpack_refuses(block: bytes, error: type[HPACKError]) -> None:
+    ref, ours = _decoders(65536, 4096)
+    assert _reference(ref, block) is error
+    assert _ours(ours, block) is error
+
+
+def test_decoder_enforces_the_header_list_limit() -> None:
+    _, ours = _decoders(100, 4096)
+    with pytest.raises(OversizedHeaderListError):
+        ours.decode(Encoder().encode([(b"a", b"x" * 40), (b"b", b"y" * 40)]), raw=True)
