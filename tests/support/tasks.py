@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sc_operator.kube import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, ApiError, Kube
+from sc_operator.kube import CONFIGMAPS, CONNECT_SERVICES, DEPLOYMENTS, PODS, SERVICES, ApiError, Kube
 from support.dnsserver import LocalDns
 from support.proxy import parse_metrics
 
@@ -826,3 +826,83 @@ def running(kube: Kube, network: Network, namespace: str, workdir: Path) -> Iter
         yield harness
     finally:
         harness.close()
+
+
+# -- spec helpers for scenarios ------------------------------------------------------------------------------
+
+
+def connect_service(
+    name: str,
+    namespace: str,
+    connect_namespace: str,
+    *,
+    discovery: str | None = None,
+    port: int = 80,
+    container_port: int = 8080,
+    app_protocol: str | None = "http",
+    desired: int = 1,
+    serve: bool = True,
+    image: str = "registry.example/app:1",
+    timeout: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """A ConnectService body: one container serving ``container_port``, published (unless ``serve`` is
+    False) as ``discovery`` (default: ``name``) on client alias ``discovery:port``; ``timeout`` is the
+    Service Connect ``timeout`` block (idleTimeoutSeconds, perRequestTimeoutSeconds)."""
+    mapping: dict[str, Any] = {"name": "main", "containerPort": container_port, "protocol": "tcp"}
+    if app_protocol:
+        mapping["appProtocol"] = app_protocol
+    scc: dict[str, Any] = {"enabled": True, "namespace": connect_namespace}
+    if serve:
+        entry: dict[str, Any] = {
+            "portName": "main",
+            "discoveryName": discovery or name,
+            "clientAliases": [{"port": port, "dnsName": discovery or name}],
+        }
+        if timeout:
+            entry["timeout"] = timeout
+        scc["services"] = [entry]
+    return {
+        "apiVersion": "serviceconnect.dev/v1alpha1",
+        "kind": "ConnectService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "desiredCount": desired,
+            "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 0},
+            "taskDefinition": {
+                "family": name,
+                "networkMode": "awsvpc",
+                "cpu": "256",
+                "memory": "512",
+                "containerDefinitions": [
+                    {"name": "app", "image": image, "essential": True, "portMappings": [mapping]}
+                ],
+            },
+            "serviceConnectConfiguration": scc,
+        },
+    }
+
+
+def apply_accepted(kube: Kube, body: dict[str, Any], timeout: float = 60.0) -> None:
+    """Create (or replace the spec of) a ConnectService and wait until the operator accepts it."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    current = kube.get_or_none(CONNECT_SERVICES, name, namespace)
+    if current is None:
+        kube.create(CONNECT_SERVICES, body, namespace)
+    else:
+        kube.patch(CONNECT_SERVICES, name, {"spec": body["spec"]}, namespace)
+
+    def judged() -> dict[str, Any] | None:
+        svc = kube.get(CONNECT_SERVICES, name, namespace)
+        status = svc.get("status") or {}
+        if status.get("observedGeneration") != svc["metadata"]["generation"]:
+            return None
+        return next((c for c in status.get("conditions") or [] if c["type"] == "Accepted"), None)
+
+    cond = _wait(f"{name} judged by the operator", judged, timeout)
+    if cond["status"] != "True":
+        raise HarnessError(f"{name} was not accepted: {cond.get('reason')}: {cond.get('message')}")
+
+
+def scale(kube: Kube, namespace: str, name: str, count: int) -> None:
+    """Set a ConnectService's desiredCount (no new ConnectDeployment: the Deployment just scales)."""
+    kube.patch(CONNECT_SERVICES, name, {"spec": {"desiredCount": count}}, namespace)
