@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from sc_proxy.http2 import grpc
-from sc_proxy.http2.headers import downstream_response, local_response, pseudo, status_of, upstream_request
+from sc_proxy.http2.headers import (
+    downstream_response,
+    local_response,
+    pseudo,
+    request_id,
+    status_of,
+    upstream_request,
+)
 
 REQ = [
     (b":method", b"POST"),
@@ -74,3 +83,13 @@ def test_trailers_only_answer_is_a_complete_grpc_response() -> None:
     assert head[b"grpc-message"] == b"upstream request timeout"
     # grpc-message is percent-encoded outside printable ASCII.
     assert dict(grpc.status_trailers(14, "caf\u00e9 100%"))[b"grpc-message"] == b"caf%C3%A9 100%25"
+
+
+def test_request_ids_are_random_version_4_uuids() -> None:
+    ids = {request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for rid in ids:
+        parsed = uuid.UUID(rid.decode())
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed).encode() == rid
