@@ -28,6 +28,7 @@ from typing import Any
 import kopf
 
 from sc_operator import GROUP
+from sc_operator.diffbase import LeanDiffBaseStorage
 from sc_operator.kube import (
     CONNECT_SERVICES,
     MANAGED_BY,
@@ -103,8 +104,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage(
+        prefix=GROUP,
+        key="last-handled-configuration",
+        # Kinds with only on.event handlers below: kopf never reads their diff.
+        watch_only={("apps/v1", "Deployment"), ("v1", "Pod")},
     )
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = WORKERS
