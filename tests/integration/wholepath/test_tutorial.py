@@ -41,7 +41,7 @@ def deploy(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
 
 
 def headers(raw: str) -> dict[str, str]:
-    head = raw.split("\r\n\r\n", 1)[0]
+    head = raw.split("\n\n", 1)[0]  # text mode: curl's CRLFs arrive as \n
     return {
         k.lower(): v.strip() for k, v in (line.split(":", 1) for line in head.splitlines()[1:] if ":" in line)
     }
