@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,8 +40,15 @@ from support.crds import wait_established  # noqa: E402
 from support.envtest import EnvTest, KubeAPI, Unavailable, find_assets, find_tools  # noqa: E402
 from support.kubectl import Kubectl  # noqa: E402
 from support.operator import OperatorProcess, accepted, wait_for  # noqa: E402
+from support.tasks import Harness, Network, Task, missing_prerequisites  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
+NAMESPACE = "tutorial"
+SERVER, CLIENT = "service-connect-nginx-service", "client"
+URL = "http://nginx:80/"
+REQUESTS = 3
+#: Response headers worth showing: the status and what the proxies add or replace.
+SHOWN_HEADERS = ("server", "x-envoy-upstream-service-time", "x-served-by", "content-type")
 
 
 class DemoFailed(Exception):
@@ -56,24 +64,60 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def example_services() -> list[tuple[str, str]]:
-    """(namespace, name) of every ConnectService in examples/."""
-    found = []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "ConnectService":
-                found.append((doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]))
-    return found
+def example_services(path: Path) -> list[tuple[str, str]]:
+    """(namespace, name) of every ConnectService in one file of examples/."""
+    return [
+        (doc["metadata"].get("namespace", "default"), doc["metadata"]["name"])
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "ConnectService"
+    ]
 
 
 def data_path_unavailable() -> str | None:
     """Why the example tasks cannot run here (None: they can)."""
     if os.geteuid() != 0:
         return "not root (network namespaces and iptables need it)"
-    missing = [tool for tool in ("ip", "iptables", "curl") if shutil.which(tool) is None]
-    if missing:
-        return f"{', '.join(missing)} not found"
-    return None
+    return missing_prerequisites()
+
+
+def describe_response(raw: str) -> list[str]:
+    """The lines of a `curl -i` answer worth showing: status, the proxies' headers, the page's title."""
+    head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+    lines = head.splitlines()
+    shown = [lines[0]] if lines else ["(no response)"]
+    for line in lines[1:]:
+        name = line.split(":", 1)[0].strip().lower()
+        if name in SHOWN_HEADERS:
+            shown.append(f"  {line.strip()}")
+    title = re.search(r"<h1>.*?</h1>", body)
+    if title:
+        shown.append(f"  body: ... {title.group(0)} ...")
+    return shown
+
+
+def metrics_summary(client: dict[str, float], server: dict[str, float], endpoint: str) -> list[str]:
+    """What each proxy counted for `endpoint`: the client's egress by target, the server's ingress."""
+
+    def value(metrics: dict[str, float], name: str, label: str) -> float:
+        return metrics.get(f'{name}{{{label}="{endpoint}"}}', 0.0)
+
+    def mean_ms(metrics: dict[str, float], name: str, label: str) -> str:
+        count = value(metrics, f"{name}_count", label)
+        return f"{value(metrics, f'{name}_sum', label) / count:.1f} ms" if count else "-"
+
+    t, d = "TargetDiscoveryName", "DiscoveryName"
+    return [
+        f"client proxy (egress, {t}={endpoint}):",
+        f"  RequestCountPerTarget {value(client, 'RequestCountPerTarget', t):.0f}"
+        f"  HTTPCode_Target_2XX_Count {value(client, 'HTTPCode_Target_2XX_Count', t):.0f}"
+        f"  HTTPCode_Target_5XX_Count {value(client, 'HTTPCode_Target_5XX_Count', t):.0f}"
+        f"  TargetResponseTime mean {mean_ms(client, 'TargetResponseTime', t)}",
+        f"server proxy (ingress, {d}={endpoint}):",
+        f"  RequestCount {value(server, 'RequestCount', d):.0f}"
+        f"  HTTPCode_2XX_Count {value(server, 'HTTPCode_2XX_Count', d):.0f}"
+        f"  NewConnectionCount {value(server, 'NewConnectionCount', d):.0f}"
+        f"  ResponseTime mean {mean_ms(server, 'ResponseTime', d)}",
+    ]
 
 
 class Demo:
@@ -88,6 +132,8 @@ class Demo:
         self.env: EnvTest | None = None
         self.api: KubeAPI | None = None
         self.operator: OperatorProcess | None = None
+        self.network: Network | None = None
+        self.client_task: Task | None = None
 
     def elapsed(self) -> str:
         return f"{time.monotonic() - self.started:.1f} s"
@@ -110,26 +156,77 @@ class Demo:
             wait_established(client, names)
         return kubectl
 
-    def start_operator(self, extra_env: dict[str, str] | None = None) -> None:
+    def pod_network(self) -> None:
+        """The stand-in for pod networking and cluster DNS, before the operator renders any proxy config."""
+        say("creating the pod network: a hub network namespace with a bridge and the cluster DNS")
+        net = self.network = Network(self.workdir / "network", tag=f"demo{os.getpid() % 10000}")
+        self.cleanup.callback(net.close)
+        print(f"network namespaces sc-wp-{net.tag}-*, addresses 169.254.0.0/16, DNS on {net.resolver}")
+
+    def start_operator(self) -> None:
         assert self.api is not None
         say("starting the operator: sc-operator --standalone --all-namespaces")
         logs = self.workdir / "operator"
         logs.mkdir()
-        op = self.operator = OperatorProcess(self.api, logs, env=extra_env)
+        # The proxies resolve headless Services with the pod network's DNS (a cluster's would be CoreDNS).
+        env = {"SC_DNS_RESOLVER": self.network.resolver} if self.network else None
+        op = self.operator = OperatorProcess(self.api, logs, env=env)
         op.start()
         self.cleanup.callback(op.stop)
 
+    def send_traffic(self, kube: Kube, kubectl: Kubectl) -> None:
+        """Run the example tasks as rendered, then curl nginx from the client task through both proxies."""
+        assert self.network is not None
+        harness = Harness(kube, self.network, NAMESPACE, self.workdir / "tasks")
+        self.cleanup.callback(harness.close)
+        say("starting the example tasks as the operator rendered them (servers first, as ECS advises)")
+        [server] = harness.run_pods(SERVER)
+        print(f"{server.pod}: network namespace {server.netns}, address {server.address}, ready")
+        harness.wait_dns("nginx", 1)
+        [client] = harness.run_pods(CLIENT)
+        self.client_task = client
+        print(f"{client.pod}: network namespace {client.netns}, address {client.address}, ready")
+        hosts = client.run("getent", "hosts", "nginx").stdout.split()
+        print(f"in the client task, nginx resolves to {' '.join(hosts[:1]) or '(nothing)'} (its hosts file)")
+
+        say(f"sending {REQUESTS} requests from the client task: curl -i {URL}")
+        ok = 0
+        for i in range(1, REQUESTS + 1):
+            result = client.curl(URL, "-i")
+            if result.returncode != 0:
+                raise DemoFailed(f"curl {URL} failed in {client.pod}: {result.stderr.strip()}")
+            lines = describe_response(result.stdout)
+            ok += lines[0].startswith("HTTP/1.1 200")
+            print(f"[{i}] " + "\n    ".join(lines))
+        if ok != REQUESTS:
+            raise DemoFailed(f"{REQUESTS - ok} of {REQUESTS} requests to {URL} did not answer 200")
+
+        say("what both proxies counted (their /metrics, named after the CloudWatch metrics)")
+        for line in metrics_summary(client.metrics(), server.metrics(), "nginx"):
+            print(line)
+        self.summary.append(
+            f"{REQUESTS} requests from the client task to {URL}: {ok} answered 200 by nginx "
+            "through the client's and the server's proxies"
+        )
+
+        say("the rollouts, now that the (simulated) kubelet reports the tasks Ready")
+        print(kubectl("get", "connectservices", "-n", NAMESPACE), end="")
+
     def apply_examples(self, kubectl: Kubectl, kube: Kube) -> None:
-        say("applying examples/: kubectl apply --server-side -f examples/")
-        print(kubectl("apply", "--server-side", "-f", str(EXAMPLES)), end="")
-        services = example_services()
-        say(f"waiting for the operator to accept {len(services)} ConnectServices")
-        for namespace, name in services:
-            cond = wait_for(f"{namespace}/{name} Accepted", partial(accepted, kube, namespace, name), 90)
-            if cond["status"] != "True":
-                raise DemoFailed(f"{namespace}/{name} was refused: {cond.get('message')}")
-            print(f"{namespace}/{name}: Accepted ({cond.get('reason')})")
-        self.summary.append(f"{len(services)} ConnectServices accepted by the operator")
+        # File by file, each accepted before the next: servers first, then clients, as ECS advises. A
+        # client's rollout pins the endpoints registered at that moment, so a client applied together
+        # with its server could pin an empty list and never reach it until redeployed.
+        accepted_count = 0
+        for path in sorted(EXAMPLES.glob("*.yaml")):
+            say(f"applying examples/{path.name}: kubectl apply --server-side -f examples/{path.name}")
+            print(kubectl("apply", "--server-side", "-f", str(path)), end="")
+            for namespace, name in example_services(path):
+                cond = wait_for(f"{namespace}/{name} Accepted", partial(accepted, kube, namespace, name), 90)
+                if cond["status"] != "True":
+                    raise DemoFailed(f"{namespace}/{name} was refused: {cond.get('message')}")
+                print(f"{namespace}/{name}: Accepted ({cond.get('reason')})")
+                accepted_count += 1
+        self.summary.append(f"{accepted_count} ConnectServices accepted by the operator")
 
         say("what the operator made of them")
         print(kubectl("get", "serviceconnect", "-A"), end="")
@@ -176,12 +273,16 @@ def run(once: bool, traffic: bool) -> int:
     try:
         kubectl = demo.control_plane(assets, tools)
         assert demo.api is not None
+        if traffic:
+            demo.pod_network()
         demo.start_operator()
         client = demo.api.api_client()
         cleanup.callback(client.close)
         kube = Kube(client)
         demo.apply_examples(kubectl, kube)
-        if not traffic:
+        if traffic:
+            demo.send_traffic(kube, kubectl)
+        else:
             demo.summary.append("data path skipped (--no-traffic, or not possible here)")
 
         say(f"ready after {demo.elapsed()}")
@@ -192,6 +293,9 @@ def run(once: bool, traffic: bool) -> int:
         print(f"  export KUBECONFIG={demo.api.kubeconfig}")
         print("  kubectl get connectnamespaces,connectservices,connectdeployments -A")
         print("  kubectl describe connectservice -n tutorial service-connect-nginx-service")
+        if demo.client_task is not None:
+            print("and send requests from the client task with")
+            print(f"  ip netns exec {demo.client_task.netns} curl -i {URL}")
         if once:
             say("--once: tearing down")
             return 0
@@ -204,7 +308,7 @@ def run(once: bool, traffic: bool) -> int:
     except KeyboardInterrupt:
         print("\ndemo: stopping")
         return 0
-    except (subprocess.CalledProcessError, AssertionError, RuntimeError, TimeoutError, DemoFailed) as exc:
+    except (subprocess.SubprocessError, AssertionError, RuntimeError, TimeoutError, DemoFailed) as exc:
         detail = getattr(exc, "stderr", "") or ""
         print(f"demo: failed: {exc}\n{detail}", file=sys.stderr)
         print(f"demo: logs kept in {workdir}", file=sys.stderr)

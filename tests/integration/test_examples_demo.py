@@ -1,16 +1,26 @@
-"""The README's first command, end to end: `hack/demo.sh --once` sets up, shows and cleans up.
+"""The README's first command, end to end: `hack/demo.sh --once` sets up, shows, sends traffic, cleans up.
 
 The demo runs the operator as a real process: both example ConnectServices must be accepted by it and
-materialised as Deployments, immutable ConfigMaps and nginx's headless Service.
+materialised as Deployments, immutable ConfigMaps and nginx's headless Service. Where network namespaces
+can be made (root, ip, iptables) it runs the example tasks as rendered and curls nginx from the client
+task through both proxies; it must show nginx's answers with the proxies' headers and both proxies'
+counts, and leave no namespace, process or file behind.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from support.envtest import REPO
+from support.tasks import missing_prerequisites
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -25,9 +35,22 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+@pytest.fixture
+def demo_tmpdir() -> Iterator[Path]:
+    """The demo's TMPDIR: its own, so leftovers are easy to see, and not under pytest's private (0700)
+    directories, because the task proxies run as a non-root user that must read their configuration."""
+    path = Path(tempfile.mkdtemp(prefix="sc-demo-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def test_demo_once_applies_the_examples_and_leaves_nothing_behind(
-    envtest_assets: Path, tools_dir: Path, tmp_path: Path
+    envtest_assets: Path, tools_dir: Path, demo_tmpdir: Path
 ) -> None:
+    tmp_path = demo_tmpdir
     env = {
         **os.environ,
         "KUBEBUILDER_ASSETS": str(envtest_assets),
@@ -38,7 +61,7 @@ def test_demo_once_applies_the_examples_and_leaves_nothing_behind(
         [str(REPO / "hack" / "demo.sh"), "--once"],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
         env=env,
         check=False,
         stdin=subprocess.DEVNULL,
@@ -58,7 +81,25 @@ def test_demo_once_applies_the_examples_and_leaves_nothing_behind(
     assert "service/sc-nginx-" in out
     assert "stopped and removed everything it started" in out
 
+    if missing_prerequisites() is None:
+        # The data path: three answers from nginx, through the client's and the server's proxies.
+        assert out.count("HTTP/1.1 200 OK") == 3, out
+        assert out.count("server: envoy") == 3
+        assert out.count("x-envoy-upstream-service-time:") == 3
+        assert out.count("<h1>Welcome to nginx!</h1>") == 3
+        assert "RequestCountPerTarget 3  HTTPCode_Target_2XX_Count 3" in out
+        assert "RequestCount 3  HTTPCode_2XX_Count 3" in out
+        # Both rollouts completed once the tasks were Ready.
+        assert re.search(r"^client\s+1\s+1\s+COMPLETED", out, re.M), out
+        tag = re.search(r"network namespaces (sc-wp-demo\d+)-\*", out)
+        assert tag, out
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert f"{tag.group(1)}-" not in netns
+        assert not list(Path("/etc/netns").glob(f"{tag.group(1)}-*"))
+    else:
+        assert "skipping the data path" in out
+
     # Torn down: its work directory is gone and none of its servers still run.
-    assert not list(tmp_path.glob("serviceconnect-demo-*")), list(tmp_path.iterdir())
+    assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())
     # (etcd and kube-apiserver get paths under TMPDIR on their command lines).
     assert not _processes_mentioning(str(tmp_path))
