@@ -66,6 +66,7 @@ import ctypes
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -143,6 +144,47 @@ def in_netns(netns: str, fn: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[no-any-return]
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale() -> list[str]:
+    """Remove what a killed run left behind (its finalizers never ran): namespaces named
+    ``sc-wp-p<PID>-…`` and config directories ``sc-wp-config-p<PID>-…`` whose creating process is gone,
+    with the processes still running inside those namespaces. Returns the namespaces removed."""
+    removed = []
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for line in listing.splitlines():
+        name = line.split(" ", 1)[0]
+        match = _STALE.match(name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        pids = subprocess.run(
+            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+        ).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        _ip("netns", "del", name, check=False)
+        shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+        removed.append(name)
+    for path in Path(tempfile.gettempdir()).glob("sc-wp-config-p*-*"):
+        match = _STALE_CONFIG.match(path.name)
+        if match and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+_STALE = re.compile(r"^sc-wp-p(\d+)-")
+_STALE_CONFIG = re.compile(r"^sc-wp-config-p(\d+)-")
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
     if check and result.returncode != 0:
@@ -165,7 +207,9 @@ class Network:
     """The hub namespace (bridge + DNS server) that task namespaces plug into."""
 
     def __init__(self, workdir: Path, tag: str | None = None) -> None:
-        self.tag = tag or uuid.uuid4().hex[:6]
+        sweep_stale()
+        # The creator's PID in the name lets a later run clean up after a run that was killed outright.
+        self.tag = tag or f"p{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.workdir = workdir
         self.hub = f"sc-wp-{self.tag}-hub"
         self._next = 0
@@ -483,7 +527,7 @@ class Harness:
         self._count = 0
         # Proxies run as the rendered runAsUser (non-root); the config must be readable for it, which
         # pytest's private (0700) temporary directories are not.
-        self._config_root = Path(tempfile.mkdtemp(prefix="sc-wp-config-"))
+        self._config_root = Path(tempfile.mkdtemp(prefix=f"sc-wp-config-p{os.getpid()}-"))
         self._config_root.chmod(0o755)
         self._dns_names: set[str] = set()
         self._stop = threading.Event()
