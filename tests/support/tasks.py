@@ -55,8 +55,18 @@ Public API (import with ``tests/`` on ``sys.path``; no pytest needed)::
     task.address, task.pod, task.netns, task.config, task.log("sc-proxy")
     harness.close(); net.close()                 # always, in finalizers: processes, namespaces, files
 
-Requires root, ``ip`` (iproute2), ``iptables``, ``setpriv`` and ``curl``; :func:`missing_prerequisites`
-says what is missing.
+    body = connect_service("web", "k8s-ns", "cns", port=80, container_port=8080)  # a ConnectService body
+    apply_accepted(kube, body)                   # create (or patch the spec), wait for Accepted=True
+    scale(kube, "k8s-ns", "web", 2)              # desiredCount only: no new rollout
+
+After a redeploy (a new ConnectDeployment), ``sync``/``run_pods`` start the new pods' tasks from the new
+ConfigMap and stop the tasks of the pods the Deployment deleted. Each pod's namespace also gets a
+``resolv.conf`` naming the hub DNS with the pod's search path, so nothing resolves through the host.
+Namespaces are named ``sc-wp-p<PID>-…`` (unless a tag is given); ``Network()`` first removes those left by
+a run that was killed outright (:func:`sweep_stale`).
+
+Requires root, ``ip`` (iproute2), ``iptables``, ``setpriv`` and ``curl`` (and nginx for nginx images);
+:func:`missing_prerequisites` says what is missing.
 """
 
 from __future__ import annotations
@@ -364,6 +374,8 @@ def _default_app(ctx: AppContext) -> list[str]:
 
 
 def _nginx(task: Task, port: int) -> list[str]:
+    if shutil.which("nginx") is None:
+        raise HarnessError(f"{task.pod}: an nginx image needs Debian's nginx on PATH (apt-get install nginx)")
     root = task.workdir / f"nginx-{port}"
     (root / "www").mkdir(parents=True, exist_ok=True)
     (root / "www" / "index.html").write_text(
