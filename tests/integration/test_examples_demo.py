@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +34,25 @@ def _processes_mentioning(text: str) -> list[str]:
         if text in args:
             found.append(f"{cmdline.parent.name}: {args}")
     return found
+
+
+def run_demo(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """hack/demo.sh ARGS; if it hangs, SIGTERM it (the demo cleans up on SIGTERM) and fail with its output."""
+    proc = subprocess.Popen(
+        [str(REPO / "hack" / "demo.sh"), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"demo.sh {' '.join(args)} still running after {timeout:.0f} s\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture
@@ -57,15 +77,7 @@ def test_demo_once_applies_the_examples_and_leaves_nothing_behind(
         "SC_TOOLS_DIR": str(tools_dir),
         "TMPDIR": str(tmp_path),
     }
-    result = subprocess.run(
-        [str(REPO / "hack" / "demo.sh"), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_demo(["--once"], env, timeout=240)  # below pytest-timeout's 300 s
     out = result.stdout
     assert result.returncode == 0, f"stdout:\n{out}\nstderr:\n{result.stderr}"
     assert "customresourcedefinition.apiextensions.k8s.io/connectservices.serviceconnect.dev" in out
