@@ -9,6 +9,7 @@ the server proxy, not the client.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ def headers(raw: str) -> dict[str, str]:
     }
 
 
+def access_log(output: str) -> list[dict[str, Any]]:
+    """The JSON access-log records after the first one (the first request), once there is one."""
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return records[1:] if len(records) >= 2 else []
+
+
 def test_client_gets_the_nginx_page_through_both_proxies(
     kube: Kube, harness: Harness, namespace: str, connect_namespace: str
 ) -> None:
@@ -76,6 +83,14 @@ def test_client_gets_the_nginx_page_through_both_proxies(
     ingress = server.metrics()
     assert ingress['RequestCount{DiscoveryName="nginx"}'] == 1
     assert ingress['HTTPCode_2XX_Count{DiscoveryName="nginx"}'] == 1
+
+    # The example asks for JSON access logs without query strings: the server proxy's stdout has the line.
+    assert client.curl("http://nginx:80/?token=secret").returncode == 0
+    lines = wait_for("the access log line", lambda: access_log(server.log("sc-proxy")), timeout=30)
+    assert [(r["direction"], r["name"], r["method"], r["path"], r["status"]) for r in lines] == [
+        ("ingress", "nginx", "GET", "/", 200)
+    ]
+    assert "secret" not in server.log("sc-proxy")
 
     # Other traffic goes direct: a name outside the namespace is not the proxy's business.
     assert client.curl("http://127.0.0.1:1/").returncode != 0
