@@ -528,7 +528,7 @@ class Harness:
         namespace: str,
         workdir: Path,
         apps: Mapping[str, AppFactory] | None = None,
-        dns_interval: float = 0.25,
+        dns_interval: float = 0.5,
     ) -> None:
         self.kube = kube
         self.network = network
