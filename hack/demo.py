@@ -4,7 +4,7 @@
    tests use);
 2. the CRDs (`scctl crds | kubectl apply -f -`) and the operator (`sc-operator`) as a real process;
 3. examples/ applied with server-side apply, and a wait until the operator accepted every ConnectService;
-4. the data path (unless --no-traffic, or not root, or `ip`/`iptables` missing): every example task runs in
+4. the data path (unless --no-traffic, or not root, or a tool missing): every example task runs in
    its own network namespace, exactly as the operator rendered it, and the client task sends a few
    requests to http://nginx:80/ through its proxy and nginx's proxy; the responses and both proxies'
    metrics are printed.
@@ -73,13 +73,6 @@ def example_services(path: Path) -> list[tuple[str, str]]:
     ]
 
 
-def data_path_unavailable() -> str | None:
-    """Why the example tasks cannot run here (None: they can)."""
-    if os.geteuid() != 0:
-        return "not root (network namespaces and iptables need it)"
-    return missing_prerequisites()
-
-
 def describe_response(raw: str) -> list[str]:
     """The lines of a `curl -i` answer worth showing: status, the proxies' headers, the page's title."""
     head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
@@ -123,10 +116,9 @@ def metrics_summary(client: dict[str, float], server: dict[str, float], endpoint
 class Demo:
     """The demo's steps; each one registers how to undo itself on `cleanup`."""
 
-    def __init__(self, workdir: Path, cleanup: contextlib.ExitStack, traffic: bool) -> None:
+    def __init__(self, workdir: Path, cleanup: contextlib.ExitStack) -> None:
         self.workdir = workdir
         self.cleanup = cleanup
-        self.traffic = traffic
         self.started = time.monotonic()
         self.summary: list[str] = []
         self.env: EnvTest | None = None
@@ -262,14 +254,14 @@ def run(once: bool, traffic: bool) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     if traffic:
-        reason = data_path_unavailable()
+        reason = missing_prerequisites()
         if reason:
             print(f"demo: skipping the data path: {reason}; run as root for it, or pass --no-traffic")
             traffic = False
     workdir = Path(tempfile.mkdtemp(prefix="serviceconnect-demo-"))
     keep_logs = False
     cleanup = contextlib.ExitStack()
-    demo = Demo(workdir, cleanup, traffic)
+    demo = Demo(workdir, cleanup)
     try:
         kubectl = demo.control_plane(assets, tools)
         assert demo.api is not None
