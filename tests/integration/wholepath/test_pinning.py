@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_NAMESPACES, CONNECT_SERVICES, Kube
+from sc_operator.render.vips import assign_vips
 from support.operator import accepted, service_body, wait_for
 from support.tasks import Harness, Task
 
@@ -69,8 +70,9 @@ def test_running_client_keeps_its_endpoints_until_redeployed(
     assert result.returncode == 6, result  # curl: could not resolve host
     assert proxy_endpoints(old) == ["first"]
     # Nor does dialling the address newer tasks use for it: the old proxy has no such alias and closes.
+    late_vip = assign_vips([("first", 80), ("late", 80)])[("late", 80)]
     before = old.metrics().get("EgressUnknownDestinationCount", 0)
-    result = old.curl("http://127.255.0.2:80/")
+    result = old.curl(f"http://{late_vip}:80/")
     assert result.returncode != 0, result
     assert old.metrics()["EgressUnknownDestinationCount"] == before + 1
     assert served_by(old, "http://first:80/") == first.pod  # what it had still works
@@ -95,6 +97,6 @@ def test_running_client_keeps_its_endpoints_until_redeployed(
 
     [new] = wait_for("a client task of the new rollout", new_task, timeout=90, step=0.5)
     assert proxy_endpoints(new) == ["first", "late"]
-    assert new.run("getent", "hosts", "late").stdout.split() == ["127.255.0.2", "late"]
+    assert new.run("getent", "hosts", "late").stdout.split() == [late_vip, "late"]
     assert served_by(new, "http://late:80/") == late.pod
     assert served_by(new, "http://first:80/") == first.pod
