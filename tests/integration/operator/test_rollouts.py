@@ -60,11 +60,13 @@ def test_pinning_new_endpoints_reach_only_redeployed_clients(
         "a second web rollout", lambda: (cds := rollouts(kube, namespace, "web"))[1:] and cds[-1]
     )
     assert [e["discoveryName"] for e in second["spec"]["endpoints"]] == ["orders", "payments"]
-    template = kube.get(DEPLOYMENTS, "web", namespace)["spec"]["template"]
-    assert sorted(h for a in template["spec"]["hostAliases"] for h in a["hostnames"]) == [
-        "orders",
-        "payments",
-    ]
+
+    # The ConnectDeployment is created before the Deployment is re-rendered from it: wait for both.
+    def pinned_hosts() -> list[str]:
+        template = kube.get(DEPLOYMENTS, "web", namespace)["spec"]["template"]
+        return sorted(h for a in template["spec"]["hostAliases"] for h in a["hostnames"])
+
+    wait_for("the web Deployment re-rendered", lambda: pinned_hosts() == ["orders", "payments"])
     assert pinned_names(kube, namespace, first) == ["orders"]
     assert pinned_names(kube, namespace, second) == ["orders", "payments"]
 
