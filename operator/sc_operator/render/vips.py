@@ -38,5 +38,6 @@ def host_aliases(vips: dict[tuple[str, int], str]) -> list[dict[str, Any]]:
     by_ip: dict[str, set[str]] = {}
     for (name, _port), ip in vips.items():
         by_ip.setdefault(ip, set()).add(name)
-    ordered = sorted(by_ip, key=lambda ip: int(ipaddress.IPv4Address(ip)))
+    # Numeric order without building an IPv4Address per entry (a pod pins every endpoint of the namespace).
+    ordered = sorted(by_ip, key=lambda ip: tuple(int(part) for part in ip.split(".")))
     return [{"ip": ip, "hostnames": sorted(by_ip[ip])} for ip in ordered]

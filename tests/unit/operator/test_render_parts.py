@@ -119,6 +119,14 @@ def test_vips_in_sorted_dns_name_order_shared_per_name() -> None:
     ]
 
 
+def test_host_aliases_in_numeric_address_order() -> None:
+    vips = assign_vips((f"svc-{i:03d}", 80) for i in range(300))
+    ips = [entry["ip"] for entry in host_aliases(vips)]
+    assert ips[8:11] == ["127.255.0.9", "127.255.0.10", "127.255.0.11"]
+    assert ips[254:257] == ["127.255.0.255", "127.255.1.0", "127.255.1.1"]
+    assert ips == sorted(ips, key=lambda ip: int(ipaddress.IPv4Address(ip)))
+
+
 @given(st.lists(st.tuples(st.from_regex(r"\A[a-z][a-z0-9.-]{0,20}\Z"), st.integers(1, 65535)), max_size=300))
 def test_vips_are_in_range_distinct_per_name_and_order_independent(pairs: list[tuple[str, int]]) -> None:
     vips = assign_vips(pairs)
