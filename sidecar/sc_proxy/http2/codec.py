@@ -16,14 +16,15 @@ import h2.utilities
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated, Event
+from h2.events import ConnectionTerminated, Event, RequestReceived, TrailersReceived
 from h2.exceptions import StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes, Settings
 from h2.stream import STREAM_OPEN, StreamState
-from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from sc_proxy.http2.hpack_decoder import FastDecoder
 from sc_proxy.http2.hpack_encoder import FastEncoder
+from sc_proxy.http2.validate import check_request
 
 _utf8_encode_headers = h2.utilities.utf8_encode_headers
 
@@ -61,6 +62,9 @@ class ProxyH2Connection(H2Connection):
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config)
+        #: Check request heads and trailers with :func:`~sc_proxy.http2.validate.check_request` (the
+        #: downstream side, with h2's own slower inbound validation off).
+        self.check_requests = False
         self.encoder = FastEncoder()
         decoder = FastDecoder()
         decoder.max_header_list_size = self.decoder.max_header_list_size
@@ -95,6 +99,17 @@ class ProxyH2Connection(H2Connection):
         else:
             self._prepare_for_sending(frames)
         return events  # type: ignore[no-any-return]
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Event]]:
+        frames, events = super()._receive_headers_frame(frame)
+        if self.check_requests:
+            for ev in events:
+                t = type(ev)
+                if t is RequestReceived:
+                    check_request(ev.headers, trailers=False)  # type: ignore[attr-defined]
+                elif t is TrailersReceived:
+                    check_request(ev.headers, trailers=True)  # type: ignore[attr-defined]
+        return frames, events
 
     def _open_streams(self, remainder: int) -> int:
         # h2's count of open streams (run for every stream opened), reading each stream's state once
@@ -132,10 +147,13 @@ def server_connection(max_header_bytes: int) -> ProxyH2Connection:
             header_encoding=None,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
-            # Validation stays on; normalisation would only join cookie fields, which a proxy must not do.
+            # Validated by check_request instead, the same rules in one pass. Normalisation would only
+            # join cookie fields, which a proxy must not do.
+            validate_inbound_headers=False,
             normalize_inbound_headers=False,
         )
     )
+    conn.check_requests = True
     _local_settings(conn, max_header_bytes, MAX_CONCURRENT_STREAMS)
     return conn
 

@@ -4,9 +4,20 @@ Two real h2 state machines talk to each other in memory (no sockets needed for f
 
 from __future__ import annotations
 
+import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import ConnectionTerminated, DataReceived, RemoteSettingsChanged, ResponseReceived, StreamEnded
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    ResponseReceived,
+    StreamEnded,
+    TrailersReceived,
+)
+from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 
 from sc_proxy.http2 import codec
@@ -81,3 +92,54 @@ def test_graceful_goaway_received_lets_the_stream_finish() -> None:
     assert ResponseReceived in kinds
     assert StreamEnded in kinds
     assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"finished"
+
+
+def _careless_client() -> H2Connection:
+    # A client that sends whatever it is given (h2 would refuse these header fields otherwise).
+    return H2Connection(
+        H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "trailers"),
+    [
+        ([*HEAD, (b"X-Upper", b"1")], None),
+        ([*HEAD, (b"connection", b"close")], None),
+        (HEAD[:3], None),  # no :authority nor host
+        (HEAD, [(b":path", b"/late")]),  # a pseudo-header in trailers
+    ],
+)
+def test_malformed_request_headers_end_the_connection_with_protocol_error(
+    headers: list[tuple[bytes, bytes]], trailers: list[tuple[bytes, bytes]] | None
+) -> None:
+    client = _careless_client()
+    server = codec.server_connection(65536)
+    client.initiate_connection()
+    codec.start(server)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    client.send_headers(1, headers, end_stream=trailers is None)
+    if trailers is not None:
+        server.receive_data(client.data_to_send())
+        client.send_headers(1, trailers, end_stream=True)
+    with pytest.raises(ProtocolError):
+        server.receive_data(client.data_to_send())
+    events = client.receive_data(server.data_to_send())
+    assert [(type(e), e.error_code) for e in events if isinstance(e, ConnectionTerminated)] == [
+        (ConnectionTerminated, ErrorCodes.PROTOCOL_ERROR)
+    ]
+
+
+def test_valid_request_and_trailers_pass_the_checks() -> None:
+    client, server = _pair()
+    client.send_headers(1, [*HEAD, (b"te", b"trailers")])
+    client.send_headers(1, [(b"grpc-status", b"0")], end_stream=True)
+    kinds = [type(e) for e in server.receive_data(client.data_to_send())]
+    assert RequestReceived in kinds
+    assert TrailersReceived in kinds
