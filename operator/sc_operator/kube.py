@@ -24,6 +24,8 @@ from sc_operator import GROUP, VERSION
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+#: Accept header for lists of metadata only (PartialObjectMetadataList; API servers 1.15+).
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 #: Labels on everything the operator creates.
 MANAGED_BY = "app.kubernetes.io/managed-by"

@@ -19,13 +19,15 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sc_operator import API_VERSION
 from sc_operator.api.common import Endpoint, ServiceRef
-from sc_operator.kube import CONNECT_NAMESPACES, ApiError, Kube
+from sc_operator.kube import CONNECT_NAMESPACES, METADATA_LIST, ApiError, Kube, Obj
 
 
 class RegistryConflict(Exception):
@@ -233,6 +235,36 @@ def apply_changes(
     return (current if current is not reg else None), outcomes
 
 
+@dataclass(frozen=True)
+class Versioned:
+    """A registry as stored at one ``resourceVersion`` of its ConnectNamespace."""
+
+    resource_version: str
+    registry: Registry
+
+
+def _put_status(kube: Kube, namespace: str, resource_version: str, reg: Registry) -> str:
+    """Replace the status at ``resource_version`` (409 if it moved); the new resourceVersion."""
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": "ConnectNamespace",
+        "metadata": {"name": namespace, "resourceVersion": resource_version},
+        "status": reg.to_status(),
+    }
+    written = kube.request("PUT", CONNECT_NAMESPACES.path(None, namespace, "status"), body)
+    return str(written["metadata"]["resourceVersion"])
+
+
+def _read(kube: Kube, namespace: str) -> Versioned:
+    try:
+        obj = kube.get(CONNECT_NAMESPACES, namespace)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
+        raise
+    return Versioned(str(obj["metadata"]["resourceVersion"]), Registry.from_status(obj.get("status")))
+
+
 def update_registry_batch(
     kube: Kube,
     namespace: str,
@@ -241,40 +273,39 @@ def update_registry_batch(
     attempts: int = 50,
     base_delay: float = 0.02,
     max_delay: float = 1.0,
-) -> tuple[Registry, list[RegistryConflict | None]]:
+    known: Versioned | None = None,
+) -> tuple[Versioned, list[RegistryConflict | None]]:
     """Apply ``changes`` to ConnectNamespace ``namespace``'s status in one write, optimistically.
 
     Each attempt reads the object, applies the pure changes and replaces the status with the
     ``resourceVersion`` it read; a ``409`` means someone else wrote in between, so it re-reads and retries
-    after a jittered, growing delay. Returns the registry as written (or as read, when nothing changed) and
-    each change's outcome (``None``, or the :class:`RegistryConflict` that refused it).
+    after a jittered, growing delay. Returns the registry as written (or as read, when nothing changed) with
+    its resourceVersion, and each change's outcome (``None``, or the :class:`RegistryConflict` that
+    refused it).
+
+    ``known``: the state this process last wrote or read. The first attempt writes on top of it without
+    reading (a 409 says it is stale); a verdict that writes nothing or refuses a change is only trusted
+    from a fresh read, so a stale ``known`` can cost a request, never a wrong answer.
     """
     delay = base_delay
     for _ in range(attempts):
-        try:
-            obj = kube.get(CONNECT_NAMESPACES, namespace)
-        except ApiError as exc:
-            if exc.status == 404:
-                raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
-            raise
-        current = Registry.from_status(obj.get("status"))
-        new, outcomes = apply_changes(current, changes)
+        current = known if known is not None else _read(kube, namespace)
+        new, outcomes = apply_changes(current.registry, changes)
+        if known is not None and (new is None or any(o is not None for o in outcomes)):
+            known = None
+            continue  # confirm against the stored object
         if new is None:
             return current, outcomes
-        body = {
-            "apiVersion": obj["apiVersion"],
-            "kind": obj["kind"],
-            "metadata": {"name": namespace, "resourceVersion": obj["metadata"]["resourceVersion"]},
-            "status": new.to_status(),
-        }
         try:
-            kube.request("PUT", CONNECT_NAMESPACES.path(None, namespace, "status"), body)
-            return new, outcomes
+            return Versioned(_put_status(kube, namespace, current.resource_version, new), new), outcomes
         except ApiError as exc:
             if exc.status == 404:
                 raise NamespaceNotFound(f"ConnectNamespace {namespace!r} does not exist") from exc
             if exc.status != 409:
                 raise
+        if known is not None:
+            known = None
+            continue  # our copy was stale: read, no need to back off
         # Full jitter: many writers that collided should not collide again in lockstep.
         time.sleep(random.uniform(0, delay))
         delay = min(max_delay, delay * 2)
@@ -285,26 +316,63 @@ def update_registry_batch(
 
 def update_registry(kube: Kube, namespace: str, change: Change) -> Registry:
     """Apply one change with optimistic concurrency; raises its :class:`RegistryConflict` if refused."""
-    reg, (outcome,) = update_registry_batch(kube, namespace, [change])
+    written, (outcome,) = update_registry_batch(kube, namespace, [change])
     if outcome is not None:
         raise outcome
-    return reg
+    return written.registry
 
 
 class RegistryWriter:
-    """Combines concurrent changes to one ConnectNamespace into one write.
+    """Combines concurrent changes to one ConnectNamespace into one write, and remembers registries.
 
     When many services register at once, every writer of the same object would otherwise collide (409)
     and retry, spending two requests per attempt. Here the first caller becomes the leader and writes
     everything queued in one read-modify-write, repeatedly, while later callers wait for their outcome.
     Optimistic concurrency still guards against other processes (kubectl, a second operator).
+
+    Parsed registries are kept by (name, resourceVersion): the leader writes on top of what it wrote last
+    without reading it back, and :meth:`registries` lists ConnectNamespaces as metadata only, parsing
+    only versions it has not seen. A burst of n registrations would otherwise read and parse the O(n)
+    registry twice per service.
     """
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, remember: int = 64) -> None:
         self.kube = kube
         self._lock = threading.Lock()
         self._queues: dict[str, list[tuple[Change, Future[Registry]]]] = {}
         self._busy: set[str] = set()
+        self._remember = remember
+        self._seen: OrderedDict[tuple[str, str], Registry] = OrderedDict()
+        self._latest: dict[str, Versioned] = {}
+
+    def _note(self, namespace: str, version: Versioned) -> None:
+        with self._lock:
+            self._seen[(namespace, version.resource_version)] = version.registry
+            self._seen.move_to_end((namespace, version.resource_version))
+            while len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+            self._latest[namespace] = version
+
+    def registries(self) -> dict[str, tuple[Obj, Registry]]:
+        """Every ConnectNamespace (its metadata) and its registry, from the API server's cache."""
+        listing = self.kube.request(
+            "GET", CONNECT_NAMESPACES.path(), query={"resourceVersion": "0"}, accept=METADATA_LIST
+        )
+        metas = [item["metadata"] for item in listing.get("items") or []]
+        out: dict[str, tuple[Obj, Registry]] = {}
+        with self._lock:
+            for meta in metas:
+                hit = self._seen.get((meta["name"], str(meta["resourceVersion"])))
+                if hit is not None:
+                    out[meta["name"]] = ({"metadata": meta}, hit)
+        if len(out) < len(metas):  # versions written by someone else (or before a restart)
+            for obj in self.kube.list(CONNECT_NAMESPACES):
+                meta = obj["metadata"]
+                if meta["name"] not in out:
+                    version = Versioned(str(meta["resourceVersion"]), Registry.from_status(obj.get("status")))
+                    self._note(meta["name"], version)
+                    out[meta["name"]] = ({"metadata": meta}, version.registry)
+        return out
 
     def update(self, namespace: str, change: Change) -> Registry:
         """Like :func:`update_registry`, batched with concurrent callers."""
@@ -325,14 +393,20 @@ class RegistryWriter:
                 if not batch:
                     self._busy.discard(namespace)
                     return
+                known = self._latest.get(namespace)
             try:
-                reg, outcomes = update_registry_batch(self.kube, namespace, [c for c, _ in batch])
+                written, outcomes = update_registry_batch(
+                    self.kube, namespace, [c for c, _ in batch], known=known
+                )
             except BaseException as exc:  # every waiter learns why (NamespaceNotFound, API errors)
+                with self._lock:
+                    self._latest.pop(namespace, None)
                 for _, fut in batch:
                     fut.set_exception(exc)
                 continue
+            self._note(namespace, written)
             for (_, fut), outcome in zip(batch, outcomes, strict=True):
                 if outcome is None:
-                    fut.set_result(reg)
+                    fut.set_result(written.registry)
                 else:
                     fut.set_exception(outcome)

@@ -23,7 +23,7 @@ from typing import Any
 
 from sc_operator.api import ConnectServiceSpec
 from sc_operator.api.common import ServiceRef
-from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_NAMESPACES, CONNECT_SERVICES, Obj
+from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_SERVICES, Obj
 from sc_operator.reconcile.conditions import add_event, get_condition, set_condition
 from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL, Context
 from sc_operator.reconcile.deployments import (
@@ -158,10 +158,7 @@ def _reconcile(ctx: Context, service: Obj) -> None:
 
     registry: Registry | None = None
     if connect_ns is not None:
-        registries = {
-            o["metadata"]["name"]: (o, Registry.from_status(o.get("status")))
-            for o in ctx.kube.list(CONNECT_NAMESPACES)
-        }
+        registries = ctx.registry.registries()
         if connect_ns not in registries:
             raise Refusal(
                 "NamespaceNotFound",

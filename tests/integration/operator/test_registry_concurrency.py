@@ -161,3 +161,48 @@ def test_batched_writer_combines_concurrent_registrations(api_client: Any, conne
             connect_namespace,
             lambda r: register(r, intruder, [endpoints_for(0)[0].model_copy(update={"service": intruder})]),
         )
+
+
+def test_writer_memory_never_hides_a_change_made_elsewhere(api_client: Any, connect_namespace: str) -> None:
+    """The writer writes on top of what it wrote last without reading it back, and lists registries as
+    metadata, parsing only versions it has not seen. Changes by another process (kubectl, a second
+    operator) must still be seen: neither lost by the next write nor hidden from the next check."""
+    kube = Kube(api_client)
+    writer = RegistryWriter(kube)
+    api = client.CustomObjectsApi(api_client)
+    svc = [ServiceRef(namespace="shop", name=f"svc-{i:02d}") for i in range(4)]
+    gets = []
+    original = kube.request
+
+    def counting(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "GET" and path.endswith(f"/{connect_namespace}"):
+            gets.append(path)
+        return original(method, path, *args, **kwargs)
+
+    kube.request = counting  # type: ignore[method-assign]
+
+    writer.update(connect_namespace, lambda r: register(r, svc[0], endpoints_for(0)))
+    writer.update(connect_namespace, lambda r: register(r, svc[1], endpoints_for(1)))
+    assert len(gets) == 1  # the second write went on top of the first without a read
+    assert writer.registries()[connect_namespace][1] == read(api, connect_namespace)
+
+    # Another process registers svc-02 behind the writer's back.
+    update_registry(kube, connect_namespace, lambda r: register(r, svc[2], endpoints_for(2)))
+    listed = writer.registries()[connect_namespace][1]
+    assert [m.service for m in listed.members] == svc[:3]
+
+    # The writer's next write conflicts (409), re-reads and keeps svc-02.
+    written = writer.update(connect_namespace, lambda r: register(r, svc[3], endpoints_for(3)))
+    stored = read(api, connect_namespace)
+    assert written == stored
+    assert [m.service for m in stored.members] == svc
+    assert stored.revision == 4
+
+    # A verdict from memory is confirmed by a read: svc-00 left elsewhere, so svc-00's name is free.
+    update_registry(kube, connect_namespace, lambda r: deregister(r, svc[0]))
+    newcomer = ServiceRef(namespace="other", name="newcomer")
+    taken = endpoints_for(0)[0].model_copy(update={"service": newcomer})
+    writer.update(connect_namespace, lambda r: register(r, newcomer, [taken]))
+    assert {
+        str(e.service) for e in read(api, connect_namespace).endpoints if e.discovery_name == "svc-00"
+    } == {"other/newcomer"}
