@@ -30,7 +30,7 @@ from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 
 from sc_proxy.http2 import codec, deadlines
-from sc_proxy.http2.side import H2Side, flush_dirty
+from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import ProxyStream
 from sc_proxy.metrics import REGISTRY, Counter
 
@@ -192,8 +192,9 @@ class H2ServerProtocol(H2Side):
                 if ev.error_code:  # type: ignore[attr-defined]
                     self.abort()
                     return
-        self.flush()
-        flush_dirty()
+        # Written once every connection readable in this loop iteration was read: one write per
+        # connection for all of them, rather than one per read.
+        self.schedule_flush()
         if self._closing and not self.streams:
             self._close()
 

@@ -49,9 +49,9 @@ class H2Side(asyncio.Protocol):
             self.transport.write(data)
 
     def schedule_flush(self) -> None:
-        """Write this connection's frames once the current batch of events is handled: at the end of the
-        ``data_received`` being processed (:func:`flush_dirty`), or at the latest in the next loop
-        iteration. Batches the frames of every stream touched meanwhile into one write."""
+        """Write this connection's frames once the current batch of events is handled: in a loop callback
+        (:func:`flush_dirty`) that runs after every connection readable in this loop iteration was read.
+        Batches the frames of every stream touched meanwhile, from any connection, into one write."""
         if not self._dirty:
             self._dirty = True
             _DIRTY.append(self)

@@ -32,7 +32,7 @@ from h2.settings import SettingCodes
 
 from sc_proxy.cluster import Host
 from sc_proxy.http2 import codec
-from sc_proxy.http2.side import H2Side, flush_dirty
+from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import CONNECT_ERROR
 from sc_proxy.metrics import REGISTRY, Counter
 
@@ -168,8 +168,9 @@ class UpstreamConnection(H2Side):
                 self._settings(ev)  # type: ignore[arg-type]
             elif t is ConnectionTerminated:
                 self._goaway(ev)  # type: ignore[arg-type]
-        self.flush()
-        flush_dirty()
+        # Written once every connection readable in this loop iteration was read: one write per
+        # connection for all of them, rather than one per read.
+        self.schedule_flush()
 
     def _settings(self, ev: RemoteSettingsChanged) -> None:
         if not self.ready:
