@@ -34,9 +34,14 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 def _without_listed(lines: list[bytes], headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-    """``lines`` minus the headers a Connection header names (hop-by-hop too; rare, off the common path)."""
+    """``lines`` (four pieces per field) minus the fields a Connection header names (hop-by-hop too; rare,
+    off the common path)."""
     listed = _connection_tokens(headers) - HOP_BY_HOP
-    return [line for line in lines if line.split(b":", 1)[0].lower() not in listed]
+    kept: list[bytes] = []
+    for i in range(0, len(lines), 4):
+        if lines[i].lower() not in listed:
+            kept += lines[i : i + 4]
+    return kept
 
 
 def _upgrade_value(headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -44,6 +44,67 @@ _REQUEST_DROP: Final = HOP_BY_HOP | REQUEST_OWN
 _RESPONSE_DROP: Final = HOP_BY_HOP | RESPONSE_OWN
 _PLAIN_CONNECTION_TOKENS: Final = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 
+# What a reader does with a header field, by name. The kinds are looked up by the name as received, in a
+# cache, so the common field costs one dict lookup instead of lower-casing and several comparisons.
+_K_PLAIN: Final = 0  # forwarded as is
+_K_DROP: Final = 1  # hop-by-hop or set by the proxy: not forwarded
+_K_TE: Final = 2  # Transfer-Encoding (dropped; framing)
+_K_CONNECTION: Final = 3  # Connection (dropped; may name further hop-by-hop fields)
+_K_LENGTH: Final = 4  # Content-Length (forwarded; framing)
+_K_HOST: Final = 5  # Host (requests: counted)
+_K_REQUEST_ID: Final = 6  # x-request-id (requests: kept and remembered)
+_K_EXPECT: Final = 7  # Expect (requests)
+#: Distinct names cached per direction; beyond that names are classified each time (no unbounded growth).
+_KIND_CACHE_SIZE: Final = 1024
+
+
+def _kind(lname: bytes, drop: frozenset[bytes], request: bool) -> int:
+    if lname in drop or lname.startswith(b"proxy-"):
+        if lname == b"transfer-encoding":
+            return _K_TE
+        if lname == b"connection":
+            return _K_CONNECTION
+        return _K_DROP
+    if lname == b"content-length":
+        return _K_LENGTH
+    if request:
+        if lname == b"host":
+            return _K_HOST
+        if lname == b"x-request-id":
+            return _K_REQUEST_ID
+        if lname == b"expect":
+            return _K_EXPECT
+    return _K_PLAIN
+
+
+_REQUEST_KINDS: dict[bytes, int] = {}
+_RESPONSE_KINDS: dict[bytes, int] = {}
+
+
+def _request_kind(name: bytes) -> int:
+    kind = _kind(name.lower(), _REQUEST_DROP, True)
+    if len(_REQUEST_KINDS) < _KIND_CACHE_SIZE:
+        _REQUEST_KINDS[name] = kind
+    return kind
+
+
+def _response_kind(name: bytes) -> int:
+    kind = _kind(name.lower(), _RESPONSE_DROP, False)
+    if len(_RESPONSE_KINDS) < _KIND_CACHE_SIZE:
+        _RESPONSE_KINDS[name] = kind
+    return kind
+
+
+def _flat_lines(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    lines: list[bytes] = []
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    return lines
+
+
+def _fields(lines: list[bytes], dropped: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [*zip(lines[0::4], lines[2::4], strict=True), *dropped]
+
 
 def _lists_other_headers(connection_value: bytes) -> bool:
     """A Connection header naming more than keep-alive/close/upgrade makes those names hop-by-hop."""
@@ -79,17 +140,17 @@ class RequestHead:
     """One parsed request line and header block. Header names keep their case; ``chunked`` and
     ``content_length`` describe the body framing (neither means no body).
 
-    ``lines``: the end-to-end headers, already rendered (``b"Name: value\r\n"``), in order: what is
-    forwarded, unless ``conn_listed`` (a Connection header names further hop-by-hop headers to remove).
-    ``request_id``: the client's ``x-request-id``, if any.
+    ``lines``: the end-to-end headers in order, as pieces whose concatenation is their rendering (four per
+    field: name, ``b": "``, value, CRLF): what is forwarded, unless ``conn_listed`` (a Connection header
+    names further hop-by-hop headers to remove). ``request_id``: the client's ``x-request-id``, if any.
     """
 
     __slots__ = (
+        "_dropped",
         "chunked",
         "conn_listed",
         "content_length",
         "expect_continue",
-        "headers",
         "keep_alive",
         "lines",
         "method",
@@ -112,12 +173,13 @@ class RequestHead:
         request_id: bytes | None = None,
         conn_listed: bool = False,
     ) -> None:
-        self.lines = lines if lines is not None else [n + b": " + v + b"\r\n" for n, v in headers]
+        # With ``lines`` given, ``headers`` holds only the fields that are not in them (hop-by-hop).
+        self.lines = lines if lines is not None else _flat_lines(headers)
+        self._dropped = headers if lines is not None else []
         self.request_id = request_id
         self.conn_listed = conn_listed
         self.method = method
         self.target = target
-        self.headers = headers
         self.keep_alive = keep_alive
         self.content_length = content_length
         self.chunked = chunked
@@ -128,19 +190,25 @@ class RequestHead:
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
 
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """All fields as (name, value): the end-to-end ones in order, then the hop-by-hop ones."""
+        return _fields(self.lines, self._dropped)
+
 
 class ResponseHead:
     """One parsed status line and header block.
 
-    ``close_delimited``: the body runs until the upstream closes the connection.
+    ``close_delimited``: the body runs until the upstream closes the connection. ``lines``: as in
+    :class:`RequestHead`.
     """
 
     __slots__ = (
+        "_dropped",
         "chunked",
         "close_delimited",
         "conn_listed",
         "content_length",
-        "headers",
         "keep_alive",
         "lines",
         "reason",
@@ -159,15 +227,20 @@ class ResponseHead:
         lines: list[bytes] | None = None,
         conn_listed: bool = False,
     ) -> None:
-        self.lines = lines if lines is not None else [n + b": " + v + b"\r\n" for n, v in headers]
+        self.lines = lines if lines is not None else _flat_lines(headers)
+        self._dropped = headers if lines is not None else []
         self.conn_listed = conn_listed
         self.status = status
         self.reason = reason
-        self.headers = headers
         self.keep_alive = keep_alive
         self.content_length = content_length
         self.chunked = chunked
         self.close_delimited = close_delimited
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """All fields as (name, value): the end-to-end ones in order, then the hop-by-hop ones."""
+        return _fields(self.lines, self._dropped)
 
 
 RequestEvent = RequestHead | bytes | Upgraded | ParseError
@@ -252,24 +325,29 @@ class RequestReader:
         self._header_sum += len(name) + len(value) + 4
         if self._header_sum > self._max_header_bytes:
             raise _Violation(431, f"request headers exceed maxHeaderBytes ({self._max_header_bytes})")
-        lname = name.lower()
-        self._headers.append((name, value))
-        if lname in _REQUEST_DROP or lname.startswith(b"proxy-"):
-            if lname == b"transfer-encoding":
+        kind = _REQUEST_KINDS.get(name)
+        if kind is None:
+            kind = _request_kind(name)
+        if kind == _K_PLAIN:
+            self._lines += (name, b": ", value, b"\r\n")
+            return
+        if kind <= _K_CONNECTION:
+            self._headers.append((name, value))
+            if kind == _K_TE:
                 self._te = value
-            elif lname == b"connection" and _lists_other_headers(value):
+            elif kind == _K_CONNECTION and _lists_other_headers(value):
                 self._conn_listed = True
             return
-        if lname == b"content-length":
+        if kind == _K_LENGTH:
             self._content_length = int(value)  # llhttp has validated the digits and refused duplicates
-        elif lname == b"host":
+        elif kind == _K_HOST:
             self._host_count += 1
-        elif lname == b"x-request-id":
+        elif kind == _K_REQUEST_ID:
             if self._rid is None:
                 self._rid = value
-        elif lname == b"expect" and value.lower() == b"100-continue":
+        elif value.lower() == b"100-continue":  # Expect
             self._expect = True
-        self._lines.append(name + b": " + value + b"\r\n")
+        self._lines += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -410,17 +488,21 @@ class ResponseReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return
-        lname = name.lower()
-        self._headers.append((name, value))
-        if lname in _RESPONSE_DROP or lname.startswith(b"proxy-"):
-            if lname == b"transfer-encoding":
-                self._te = value
-            elif lname == b"connection" and _lists_other_headers(value):
-                self.conn_listed = True
+        kind = _RESPONSE_KINDS.get(name)
+        if kind is None:
+            kind = _response_kind(name)
+        if kind == _K_PLAIN:
+            self._lines += (name, b": ", value, b"\r\n")
             return
-        if lname == b"content-length":
+        if kind == _K_LENGTH:
             self._content_length = int(value)
-        self._lines.append(name + b": " + value + b"\r\n")
+            self._lines += (name, b": ", value, b"\r\n")
+            return
+        self._headers.append((name, value))
+        if kind == _K_TE:
+            self._te = value
+        elif kind == _K_CONNECTION and _lists_other_headers(value):
+            self.conn_listed = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False

@@ -802,9 +802,11 @@ class Http1Connection(asyncio.Protocol):
 
 
 def _header(head: RequestHead, lname: bytes) -> str:
-    for name, value in head.headers:
-        if name.lower() == lname:
-            return value.decode("latin-1")
+    """The first end-to-end field ``lname`` (lower case) of ``head``, for the access log."""
+    lines = head.lines
+    for i in range(0, len(lines), 4):
+        if lines[i].lower() == lname:
+            return lines[i + 2].decode("latin-1")
     return "-"
 
 
