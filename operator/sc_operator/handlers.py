@@ -127,11 +127,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.resume(CONNECT_SERVICE)
 @kopf.on.create(CONNECT_SERVICE)
 @kopf.on.update(CONNECT_SERVICE, field="spec")
-def service_changed(namespace: str | None, name: str, **_: Any) -> None:
+def service_changed(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
     """Validate, register, roll out and materialise (idempotent: resume re-runs it after a restart)."""
     assert namespace is not None  # a namespaced kind
     _guard(f"reconciling {namespace}/{name}", lambda: reconcile_service(ctx(), namespace, name))
-    # No status refresh here: the Deployment and pod events that follow trigger it (and the timer).
+    # No status refresh here: the pod events that follow trigger it (and the timer). Without tasks there
+    # are no pod events, and a rollout of zero tasks is complete at once.
+    if spec.get("desiredCount", 1) == 0:
+        _guard(f"refreshing {namespace}/{name}", lambda: _coalesced_refresh(namespace, name))
 
 
 @kopf.on.delete(CONNECT_SERVICE)

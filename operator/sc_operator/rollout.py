@@ -174,8 +174,9 @@ def evaluate(obs: Observation) -> Decision:
             DeploymentState(
                 name=prev.name,
                 status="ACTIVE" if tasks else "INACTIVE",
-                rollout_state=prev.rollout_state,
-                rollout_state_reason=prev.rollout_state_reason,
+                # Superseded before its first status was written: it was still in progress.
+                rollout_state=prev.rollout_state or "IN_PROGRESS",
+                rollout_state_reason=prev.rollout_state_reason or f"ECS deployment {prev.name} in progress.",
                 desired_count=0,
                 running_count=running.get(prev.name, 0),
                 pending_count=pending.get(prev.name, 0),

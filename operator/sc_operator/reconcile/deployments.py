@@ -96,6 +96,11 @@ class Rollout:
         return dict(self.obj.get("status") or {})
 
     @property
+    def created_at(self) -> str:
+        """``status.createdAt``, else the object's creationTimestamp (the status comes later)."""
+        return str(self.status.get("createdAt") or self.obj["metadata"].get("creationTimestamp") or "")
+
+    @property
     def rollback_from(self) -> str | None:
         return self.annotations.get(ROLLBACK_FROM_ANNOTATION)
 
@@ -143,26 +148,27 @@ def create_rollout(
         },
         "spec": spec.to_wire(),
     }
-    obj, created = ctx.kube.create_or_get(CONNECT_DEPLOYMENTS, body, meta["namespace"])
-    if created or not obj.get("status"):
-        stamp = now()
-        obj = ctx.kube.patch_status(
-            CONNECT_DEPLOYMENTS,
-            name,
-            {
-                "status": "PRIMARY",
-                "rolloutState": "IN_PROGRESS",
-                "rolloutStateReason": f"ECS deployment {name} in progress.",
-                "desiredCount": spec.desired_count or 0,
-                "runningCount": 0,
-                "pendingCount": 0,
-                "failedTasks": 0,
-                "createdAt": stamp,
-                "updatedAt": stamp,
-            },
-            meta["namespace"],
-        )
+    # No status yet: the first status refresh (the first pod event, or the resync timer) writes it. Each
+    # write of a ConnectDeployment costs the API server as much as its creation (it pins the namespace's
+    # endpoints), and that refresh rewrites the counts anyway. Until then readers take a ConnectDeployment
+    # without status as the PRIMARY, IN_PROGRESS (sc_operator.rollout.evaluate).
+    obj, _ = ctx.kube.create_or_get(CONNECT_DEPLOYMENTS, body, meta["namespace"])
     return Rollout(obj)
+
+
+def initial_status(rollout: Rollout, desired_count: int, reason: str | None = None) -> dict[str, Any]:
+    """The status of a rollout nothing has been observed for yet (a rollback writes it at once)."""
+    return {
+        "status": "PRIMARY",
+        "rolloutState": "IN_PROGRESS",
+        "rolloutStateReason": reason or f"ECS deployment {rollout.name} in progress.",
+        "desiredCount": desired_count,
+        "runningCount": 0,
+        "pendingCount": 0,
+        "failedTasks": 0,
+        "createdAt": rollout.created_at,
+        "updatedAt": now(),
+    }
 
 
 def new_deployment_spec(

@@ -24,6 +24,7 @@ from sc_operator.reconcile.deployments import (
     ROLLBACK_TO_ANNOTATION,
     Rollout,
     create_rollout,
+    initial_status,
     list_rollouts,
     materialise,
     prune_inactive,
@@ -95,6 +96,8 @@ def _refresh(ctx: Context, service: Obj, rollouts: list[Rollout]) -> None:
     stamp = now()
     for rollout, state in zip(rollouts, decision.states, strict=True):
         fields = state.status_fields()
+        if not rollout.status.get("createdAt"):  # the first refresh writes the first status
+            fields["createdAt"] = rollout.created_at
         if any(rollout.status.get(k) != v for k, v in fields.items()):
             ctx.kube.patch_status(
                 CONNECT_DEPLOYMENTS, rollout.name, {**fields, "updatedAt": stamp}, namespace
@@ -159,8 +162,8 @@ def _summary(rollouts: list[Rollout], decision: Decision) -> list[dict[str, Any]
             entry.update({k: v for k, v in s.status_fields().items() if v is not None})
         else:  # the rollback just created: not evaluated yet
             entry.update({"status": "PRIMARY", "rolloutState": "IN_PROGRESS"})
-        if r.status.get("createdAt"):
-            entry["createdAt"] = r.status["createdAt"]
+        if r.created_at:
+            entry["createdAt"] = r.created_at
         out.append(entry)
     return out
 
@@ -186,10 +189,11 @@ def _rollback(
             **_size_annotations(target),
         },
     )
+    reason = f"rolled back from {failed.name} to the definition of {target.name}"
     ctx.kube.patch_status(
         CONNECT_DEPLOYMENTS,
         created.name,
-        {"rolloutStateReason": f"rolled back from {failed.name} to the definition of {target.name}"},
+        initial_status(created, spec.desired_count or 0, reason),
         meta["namespace"],
     )
     ns_labels = dict(ctx.kube.get(NAMESPACES, meta["namespace"])["metadata"].get("labels") or {})

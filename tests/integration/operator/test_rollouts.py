@@ -109,3 +109,39 @@ def test_desired_count_alone_scales_without_a_new_deployment(
     assert kube.get(DEPLOYMENTS, "cart", namespace)["spec"]["template"] == template_before
     assert status["desiredCount"] == 3
     assert accepted(kube, namespace, "cart")["status"] == "True"  # type: ignore[index]
+
+
+def test_first_status_of_a_rollout_comes_with_its_tasks(
+    operator: OperatorProcess, kube: Kube, namespace: str, connect_namespace: str, kubelet: Kubelet
+) -> None:
+    """A ConnectDeployment's status is first written by the status refresh (its first pod event; for a
+    service of zero tasks, at once): ECS's view, with createdAt, in the service's summary too."""
+    kube.create(CONNECT_SERVICES, service_body("idle", namespace, connect_namespace, desired=0), namespace)
+    idle = wait_for(
+        "the zero-task rollout COMPLETED",
+        lambda: (
+            (cds := rollouts(kube, namespace, "idle"))
+            and (cds[-1].get("status") or {}).get("rolloutState") == "COMPLETED"
+            and cds[-1]
+        ),
+    )
+    assert idle["status"]["status"] == "PRIMARY"
+    assert idle["status"]["createdAt"] == idle["metadata"]["creationTimestamp"]
+
+    kube.create(CONNECT_SERVICES, service_body("busy", namespace, connect_namespace), namespace)
+    pending = wait_for(
+        "busy's rollout with a pending task",
+        lambda: (
+            (cds := rollouts(kube, namespace, "busy"))
+            and (cds[-1].get("status") or {}).get("pendingCount") == 1
+            and cds[-1]
+        ),
+    )
+    assert (pending["status"]["status"], pending["status"]["rolloutState"]) == ("PRIMARY", "IN_PROGRESS")
+    assert pending["status"]["createdAt"] == pending["metadata"]["creationTimestamp"]
+    done = wait_completed(kube, kubelet, namespace, "busy")
+    assert done["status"]["createdAt"] == pending["status"]["createdAt"]
+    summary = kube.get(CONNECT_SERVICES, "busy", namespace)["status"]["deployments"]
+    assert [(d["name"], d["createdAt"]) for d in summary] == [
+        (done["metadata"]["name"], done["metadata"]["creationTimestamp"])
+    ]

@@ -50,6 +50,23 @@ def test_new_rollout_in_progress_until_old_tasks_are_gone() -> None:
     assert d.completed_now is None
 
 
+def test_rollouts_without_a_recorded_status_are_in_progress() -> None:
+    """The operator writes a ConnectDeployment's first status at its first refresh; one superseded before
+    that was still in progress, as the new PRIMARY is."""
+    d = evaluate(Observation(desired_count=1, deployments=[Previous("a"), Previous("b")], pods=[pod("a")]))
+    old, new = d.states
+    assert (old.status, old.rollout_state, old.rollout_state_reason) == (
+        "ACTIVE",
+        "IN_PROGRESS",
+        "ECS deployment a in progress.",
+    )
+    assert (new.status, new.rollout_state, new.rollout_state_reason) == (
+        "PRIMARY",
+        "IN_PROGRESS",
+        "ECS deployment b in progress.",
+    )
+
+
 def test_completed_when_desired_ready_and_old_drained() -> None:
     obs = Observation(
         desired_count=2, deployments=[Previous("a", "COMPLETED"), Previous("b")], pods=[pod("b")] * 2
