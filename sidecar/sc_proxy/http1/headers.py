@@ -16,6 +16,7 @@ Header policy (Service Connect's Envoy, reference §5):
 from __future__ import annotations
 
 import os
+import re
 from http import HTTPStatus
 from typing import Final
 
@@ -59,34 +60,28 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return None
 
 
-class _RandomPool:
-    """Random bytes fetched 4 KiB at a time: one getrandom() per 256 request ids instead of one each."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self) -> None:
-        self.buf = b""
-        self.pos = 0
-
-    def take16(self) -> bytes:
-        pos = self.pos
-        if pos + 16 > len(self.buf):
-            self.buf = os.urandom(4096)
-            pos = 0
-        self.pos = pos + 16
-        return self.buf[pos : pos + 16]
+#: 32 random hex digits as the 5 groups of a UUID, minus the version digit (always 4) and with the variant
+#: digit on its own (mapped to 8, 9, a or b).
+_UUID_GROUPS: Final = re.compile(rb"(.{8})(.{4}).(.{3})(.)(.{3})(.{12})", re.DOTALL)
+_VARIANT: Final = {b"%x" % n: b"89ab"[n & 3 : (n & 3) + 1] for n in range(16)}
+_IDS: list[bytes] = []
 
 
-_RANDOM = _RandomPool()
+def _make_request_ids() -> None:
+    # One getrandom() and one regex pass per 256 ids: a fraction of the per-id work of building each alone.
+    _IDS[:] = [
+        b"%s-%s-4%s-%s%s-%s" % (a, b, c, _VARIANT[d], e, f)
+        for a, b, c, d, e, f in _UUID_GROUPS.findall(os.urandom(16 * 256).hex().encode())
+    ]
 
 
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its text form, built without the ``uuid`` module's object overhead."""
-    h = bytearray(_RANDOM.take16())
-    h[6] = (h[6] & 0x0F) | 0x40
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex().encode()
-    return b"%s-%s-%s-%s-%s" % (x[:8], x[8:12], x[12:16], x[16:20], x[20:])
+    try:
+        return _IDS.pop()
+    except IndexError:
+        _make_request_ids()
+        return _IDS.pop()
 
 
 def upstream_request_head(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sc_proxy.http1.headers import (
     downstream_response_head,
     error_response,
@@ -111,10 +113,12 @@ def test_error_response_names_the_rule() -> None:
 
 
 def test_new_request_ids_are_uuid4_and_distinct() -> None:
-    a, b = new_request_id(), new_request_id()
-    assert a != b
-    assert len(a) == 36
-    assert a[14:15] == b"4"
+    ids = [new_request_id() for _ in range(600)]  # ids are made in batches of 256: cross two refills
+    assert len(set(ids)) == len(ids)
+    for rid in ids:
+        parsed = uuid.UUID(rid.decode())
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed).encode() == rid  # canonical text form: lower-case, 8-4-4-4-12
 
 
 def test_response_headers_listed_in_connection_are_dropped() -> None:
