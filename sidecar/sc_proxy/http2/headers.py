@@ -51,9 +51,20 @@ def upstream_request(headers: Headers, timeout_ms: int | None) -> Headers:
     return out
 
 
+# Random hex digits for request ids, read from the OS 256 ids at a time: one getrandom system call per
+# request was 1 % of the proxy's time.
+_RANDOM = [""]
+_RANDOM_AT = [0]
+
+
 def request_id() -> bytes:
-    """A random UUID (version 4) in its text form, as Envoy generates them; a third of uuid4()'s cost."""
-    h = os.urandom(16).hex()
+    """A random UUID (version 4) in its text form, as Envoy generates them."""
+    at = _RANDOM_AT[0]
+    if at >= len(_RANDOM[0]):
+        _RANDOM[0] = os.urandom(16 * 256).hex()
+        at = 0
+    _RANDOM_AT[0] = at + 32
+    h = _RANDOM[0][at : at + 32]
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}".encode()
 
 
