@@ -69,7 +69,6 @@ class Exchange:
         "response_started",
         "sent_at",
         "start",
-        "start_wall",
         "status",
         "tried",
         "up_keep_alive",
@@ -81,8 +80,7 @@ class Exchange:
     ) -> None:
         self.head = head
         self.error = error
-        self.start = start
-        self.start_wall = time.time()
+        self.start = start  # loop time of the request head (the wall clock is only read for the access log)
         self.attempts_left = retries
         self.request_id = b""
         self.has_rid = False
@@ -313,7 +311,7 @@ class Http1Connection(asyncio.Protocol):
 
     # --- request side
     def _on_head(self, head: RequestHead) -> None:
-        ex = Exchange(head, None, self.loop.time(), self.route.retries)
+        ex = Exchange(head, None, self.last_active, self.route.retries)  # set by data_received
         if not head.keep_alive:
             ex.close_after = True
             self._block_reading(_R_DONE)  # nothing after a "Connection: close" request is read
@@ -429,7 +427,7 @@ class Http1Connection(asyncio.Protocol):
         ex.request_id = rid if rid is not None else hdr.new_request_id()
         per_request = self.route.per_request_timeout
         if per_request:
-            ex.deadline = self.loop.time() + per_request
+            ex.deadline = self.last_active + per_request  # "now": set by the callback we run in
             if self.request_timer is None:
                 self.request_timer = self.loop.call_at(ex.deadline, self._check_deadline)
         self._attempt(ex)
@@ -567,7 +565,7 @@ class Http1Connection(asyncio.Protocol):
         if not ex.request_complete and not ex.close_after:
             # Response done before the request body: we cannot tell where the next request would start.
             ex.close_after = True
-        self._account(ex)
+        now = self._account(ex)
         conn = ex.conn
         ex.conn = None
         if conn is not None:
@@ -583,27 +581,32 @@ class Http1Connection(asyncio.Protocol):
         if ex.close_after or self.closing:
             self._close()
             return
-        self.last_active = self.loop.time()
+        self.last_active = now
         if self.queue:
             self._start(self.queue[0])
         if self.read_block & _R_BACKLOG:
             self._check_backlog()
 
-    def _account(self, ex: Exchange, flags: str = "-") -> None:
+    def _account(self, ex: Exchange, flags: str = "-") -> float:
+        """Count the finished exchange (and log it); returns the loop time it used as "now"."""
         stats = self.stats
-        stats.request_count.inc()
+        stats.request_count.value += 1  # the counters' inc() inlined: this runs once per request
         if ex.status:
             stats.count_status(ex.status)
-        elapsed_ms = (self.loop.time() - ex.start) * 1000.0
+        now = self.loop.time()
+        elapsed_ms = (now - ex.start) * 1000.0
         stats.response_time_ms.observe(elapsed_ms)
-        stats.processed_bytes.inc(ex.body_in + ex.bytes_out)
+        stats.processed_bytes.value += ex.body_in + ex.bytes_out
         log = self.route.access_log
-        if log is not None and ex.head is not None:
+        if log is None:
+            return now
+        start_wall = time.time() - (now - ex.start)
+        if ex.head is not None:
             head = ex.head
-            service_ms = int((self.loop.time() - ex.sent_at) * 1000) if ex.sent_at else None
+            service_ms = int((now - ex.sent_at) * 1000) if ex.sent_at else None
             log.log(
                 AccessRecord(
-                    start_time=ex.start_wall,
+                    start_time=start_wall,
                     direction=self.route.direction,
                     name=self.route.name,
                     method=head.method.decode("latin-1"),
@@ -622,10 +625,10 @@ class Http1Connection(asyncio.Protocol):
                     upstream_host=str(ex.host) if ex.host is not None else "-",
                 )
             )
-        elif log is not None and ex.error is not None:
+        elif ex.error is not None:
             log.log(
                 AccessRecord(
-                    start_time=ex.start_wall,
+                    start_time=start_wall,
                     direction=self.route.direction,
                     name=self.route.name,
                     status=ex.status,
@@ -634,6 +637,7 @@ class Http1Connection(asyncio.Protocol):
                     duration_ms=int(elapsed_ms),
                 )
             )
+        return now
 
     def _close(self) -> None:
         self._flush()
@@ -718,7 +722,7 @@ class Http1Connection(asyncio.Protocol):
             or (head.upgrade and status != 101)  # we stopped parsing at the upgrade request
         )
         ex.close_after = close
-        service_ms = int((self.loop.time() - ex.sent_at) * 1000)
+        service_ms = int((self.last_active - ex.sent_at) * 1000)  # set by _upstream_events
         self._write(
             hdr.downstream_response_head(
                 resp,
