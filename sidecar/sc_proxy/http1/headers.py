@@ -92,18 +92,25 @@ def upstream_request_head(
     ``has_request_id``: the client's headers already carry ``request_id`` (so it is not added twice).
     """
     lines = _without_listed(head.lines, head.headers) if head.conn_listed else head.lines
-    parts = [b"%s %s HTTP/1.1\r\n" % (head.method, head.target), b"".join(lines)]
-    if head.upgrade:
-        parts.append(b"connection: upgrade\r\nupgrade: " + _upgrade_value(head.headers) + b"\r\n")
-    if head.chunked:
-        parts.append(b"transfer-encoding: chunked\r\n")
-    if not has_request_id:
-        parts.append(b"x-request-id: " + request_id + b"\r\n")
-    if timeout_ms is not None:
-        parts.append(b"x-forwarded-proto: http\r\nx-envoy-expected-rq-timeout-ms: %d\r\n\r\n" % timeout_ms)
+    if head.upgrade or head.chunked:  # off the common path
+        extra = (
+            b"connection: upgrade\r\nupgrade: " + _upgrade_value(head.headers) + b"\r\n"
+            if head.upgrade
+            else b""
+        )
+        if head.chunked:
+            extra += b"transfer-encoding: chunked\r\n"
     else:
-        parts.append(b"x-forwarded-proto: http\r\n\r\n")
-    return b"".join(parts)
+        extra = b""
+    # One formatting operation: this runs once per request.
+    return b"%s %s HTTP/1.1\r\n%s%s%sx-forwarded-proto: http\r\n%s\r\n" % (
+        head.method,
+        head.target,
+        b"".join(lines),
+        extra,
+        b"" if has_request_id else b"x-request-id: " + request_id + b"\r\n",
+        b"" if timeout_ms is None else b"x-envoy-expected-rq-timeout-ms: %d\r\n" % timeout_ms,
+    )
 
 
 def downstream_response_head(
@@ -115,18 +122,18 @@ def downstream_response_head(
     ``close``: this is the last response on the client connection.
     """
     lines = _without_listed(resp.lines, resp.headers) if resp.conn_listed else resp.lines
-    parts = [b"HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason), b"".join(lines), b"server: envoy\r\n"]
     if upgrade:
-        parts.append(b"connection: upgrade\r\nupgrade: " + _upgrade_value(resp.headers) + b"\r\n")
-    elif close:
-        parts.append(b"connection: close\r\n")
-    if chunked:
-        parts.append(b"transfer-encoding: chunked\r\n")
-    if service_time_ms is not None:
-        parts.append(b"x-envoy-upstream-service-time: %d\r\n\r\n" % service_time_ms)
+        conn = b"connection: upgrade\r\nupgrade: " + _upgrade_value(resp.headers) + b"\r\n"
     else:
-        parts.append(b"\r\n")
-    return b"".join(parts)
+        conn = b"connection: close\r\n" if close else b""
+    return b"HTTP/1.1 %d %s\r\n%sserver: envoy\r\n%s%s%s\r\n" % (
+        resp.status,
+        resp.reason,
+        b"".join(lines),
+        conn,
+        b"transfer-encoding: chunked\r\n" if chunked else b"",
+        b"" if service_time_ms is None else b"x-envoy-upstream-service-time: %d\r\n" % service_time_ms,
+    )
 
 
 def interim_response_head(resp: ResponseHead) -> bytes:

@@ -43,6 +43,10 @@ RESPONSE_OWN: Final = frozenset({b"server", b"x-envoy-upstream-service-time"})
 _REQUEST_DROP: Final = HOP_BY_HOP | REQUEST_OWN
 _RESPONSE_DROP: Final = HOP_BY_HOP | RESPONSE_OWN
 _PLAIN_CONNECTION_TOKENS: Final = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+#: Connection values as usually spelled that name nothing else: no function call for them.
+_PLAIN_CONNECTION_VALUES: Final = frozenset(
+    {b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade"}
+)
 
 # What a reader does with a header field, by name. The kinds are looked up by the name as received, in a
 # cache, so the common field costs one dict lookup instead of lower-casing and several comparisons.
@@ -335,7 +339,11 @@ class RequestReader:
             self._headers.append((name, value))
             if kind == _K_TE:
                 self._te = value
-            elif kind == _K_CONNECTION and _lists_other_headers(value):
+            elif (
+                kind == _K_CONNECTION
+                and value not in _PLAIN_CONNECTION_VALUES
+                and _lists_other_headers(value)
+            ):
                 self._conn_listed = True
             return
         if kind == _K_LENGTH:
@@ -501,7 +509,7 @@ class ResponseReader:
         self._headers.append((name, value))
         if kind == _K_TE:
             self._te = value
-        elif kind == _K_CONNECTION and _lists_other_headers(value):
+        elif kind == _K_CONNECTION and value not in _PLAIN_CONNECTION_VALUES and _lists_other_headers(value):
             self.conn_listed = True
 
     def on_headers_complete(self) -> None:
