@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -77,6 +78,11 @@ async def serve(config: ProxyConfig, started: float) -> int:
             log.warning(
                 "initial discovery still running after %.0f s; serving meanwhile", INITIAL_DISCOVERY_WAIT
             )
+    # What start-up built lives as long as the process: take it out of the cyclic collector's sight, so its
+    # rare full passes scan only what requests allocate (a full pass over ~35 000 start-up objects takes
+    # 10-30 ms, a latency spike for every request in flight; after the freeze, microseconds). No collect()
+    # first: start-up leaves about a dozen unreachable objects, not worth 20 ms of time to ready.
+    gc.freeze()
     state.ready = True
     log.info(
         "ready in %.0f ms: %s/%s config %s, %d listeners",
