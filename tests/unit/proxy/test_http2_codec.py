@@ -4,6 +4,8 @@ Two real h2 state machines talk to each other in memory (no sockets needed for f
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -17,7 +19,7 @@ from h2.events import (
     StreamEnded,
     TrailersReceived,
 )
-from h2.exceptions import ProtocolError
+from h2.exceptions import ProtocolError, TooManyStreamsError
 from h2.settings import SettingCodes
 
 from sc_proxy.http2 import codec
@@ -143,3 +145,58 @@ def test_valid_request_and_trailers_pass_the_checks() -> None:
     kinds = [type(e) for e in server.receive_data(client.data_to_send())]
     assert RequestReceived in kinds
     assert TrailersReceived in kinds
+
+
+def test_finished_streams_are_forgotten_and_the_stream_limit_still_holds() -> None:
+    client, server = _pair()
+    client.remote_settings.acknowledge()
+    for sid in range(1, 2001, 2):  # 1000 requests answered one after another
+        client.send_headers(sid, HEAD, end_stream=True)
+        server.receive_data(client.data_to_send())
+        server.send_headers(sid, [(b":status", b"204")], end_stream=True)
+        client.receive_data(server.data_to_send())
+    # h2's per-stream state of finished streams does not pile up.
+    assert len(server.streams) <= codec.ProxyH2Connection._SCAN_AT
+    # The concurrency limit is exact: 128 open streams are accepted, the 129th is a protocol error.
+    client.remote_settings._settings[SettingCodes.MAX_CONCURRENT_STREAMS] = deque([1000])
+    first = 2001
+    for sid in range(first, first + 2 * codec.MAX_CONCURRENT_STREAMS, 2):
+        client.send_headers(sid, HEAD)
+    server.receive_data(client.data_to_send())
+    client.send_headers(first + 2 * codec.MAX_CONCURRENT_STREAMS, HEAD)
+    with pytest.raises(TooManyStreamsError):
+        server.receive_data(client.data_to_send())
+
+
+def test_outbound_streams_stop_at_the_peers_limit_and_resume_when_one_ends() -> None:
+    proxy_client = codec.client_connection(65536)
+    codec.start(proxy_client)
+    upstream = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    upstream.initiate_connection()
+    upstream.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+    upstream.receive_data(proxy_client.data_to_send())
+    proxy_client.receive_data(upstream.data_to_send())
+    proxy_client.send_headers(1, HEAD, end_stream=True)
+    proxy_client.send_headers(3, HEAD, end_stream=True)
+    with pytest.raises(TooManyStreamsError):
+        proxy_client.send_headers(5, HEAD, end_stream=True)
+    upstream.receive_data(proxy_client.data_to_send())
+    upstream.send_headers(1, [(b":status", b"204")], end_stream=True)
+    proxy_client.receive_data(upstream.data_to_send())
+    proxy_client.send_headers(5, HEAD, end_stream=True)  # stream 1 ended: room for one more
+
+
+def test_finished_upstream_streams_are_forgotten_under_a_very_high_peer_limit() -> None:
+    proxy_client = codec.client_connection(65536)
+    codec.start(proxy_client)
+    upstream = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    upstream.initiate_connection()
+    upstream.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 2**31 - 1})  # as grpc-go announces
+    upstream.receive_data(proxy_client.data_to_send())
+    proxy_client.receive_data(upstream.data_to_send())
+    for sid in range(1, 2001, 2):
+        proxy_client.send_headers(sid, HEAD, end_stream=True)
+        upstream.receive_data(proxy_client.data_to_send())
+        upstream.send_headers(sid, [(b":status", b"204")], end_stream=True)
+        proxy_client.receive_data(upstream.data_to_send())
+    assert len(proxy_client.streams) <= codec.ProxyH2Connection._SCAN_AT
