@@ -112,8 +112,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = WORKERS
-    settings.batching.worker_limit = max(64, WORKERS * 4)
-    settings.batching.idle_timeout = 30.0
+    # kopf runs one asyncio worker per object with recent events, and keeps it idle_timeout seconds after
+    # its last event. A worker_limit below the number of objects arriving at once stalls every object
+    # beyond it until earlier workers expire (at 500 services with a limit of 192 and 30 s: nothing
+    # happened for 10 s, twice). The handler threads (max_workers) bound the actual work.
+    settings.batching.worker_limit = None
+    settings.batching.idle_timeout = 5.0
     # Long idle watches get silently dropped by some load balancers (kopf#698, #204): reconnect regularly.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
