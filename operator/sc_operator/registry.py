@@ -61,6 +61,11 @@ def _member_key(m: Member) -> tuple[str, str]:
     return (m.service.namespace, m.service.name)
 
 
+def _ref_key(ref: ServiceRef) -> tuple[str, str]:
+    # Tuples, not ServiceRef.__eq__ (pydantic's, slow): every change scans the whole registry.
+    return (ref.namespace, ref.name)
+
+
 @dataclass(frozen=True)
 class Registry:
     """What a ConnectNamespace's status says about its services; kept sorted so equal means equal."""
@@ -79,7 +84,8 @@ class Registry:
         return sum(m.tasks for m in self.members)
 
     def endpoints_of(self, service: ServiceRef) -> tuple[Endpoint, ...]:
-        return tuple(ep for ep in self.endpoints if ep.service == service)
+        key = _ref_key(service)
+        return tuple(ep for ep in self.endpoints if _ref_key(ep.service) == key)
 
     def holders(self) -> list[ServiceRef]:
         """Every member service, sorted: who keeps the namespace from being deleted."""
@@ -132,7 +138,8 @@ class Registry:
 
 def check_conflicts(reg: Registry, service: ServiceRef, endpoints: Iterable[Endpoint]) -> None:
     """Raise :class:`RegistryConflict` if another service holds a discoveryName or dnsName:port."""
-    others = [ep for ep in reg.endpoints if ep.service != service]
+    key = _ref_key(service)
+    others = [ep for ep in reg.endpoints if _ref_key(ep.service) != key]
     by_discovery = {ep.discovery_name: ep for ep in others}
     by_alias = {(ep.dns_name, ep.port): ep for ep in others}
     for ep in endpoints:
@@ -167,15 +174,16 @@ def register(
         if ep.service != service:
             raise ValueError(f"endpoint {ep.discovery_name} belongs to {ep.service}, not {service}")
     check_conflicts(reg, service, wanted)
-    current_member = next((m for m in reg.members if m.service == service), None)
+    key = _ref_key(service)
+    current_member = next((m for m in reg.members if _member_key(m) == key), None)
     old_tasks = current_member.tasks if current_member else 0
     new_member = Member(service, tasks if tasks is not None else old_tasks)
     endpoints_changed = reg.endpoints_of(service) != wanted or current_member is None
     if not endpoints_changed and current_member == new_member:
         return None
-    members = tuple(sorted([*(m for m in reg.members if m.service != service), new_member], key=_member_key))
+    members = tuple(sorted([*(m for m in reg.members if _member_key(m) != key), new_member], key=_member_key))
     all_endpoints = tuple(
-        sorted([*(ep for ep in reg.endpoints if ep.service != service), *wanted], key=_ep_key)
+        sorted([*(ep for ep in reg.endpoints if _ref_key(ep.service) != key), *wanted], key=_ep_key)
     )
     return replace(
         reg,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sc_operator import API_VERSION
@@ -63,6 +63,9 @@ class Rollout:
     """A ConnectDeployment as read from the API."""
 
     obj: Obj
+    #: The spec as a model when the caller has it already (it just created the object): parsing a spec
+    #: that pins hundreds of endpoints again costs as much as building it.
+    known_spec: ConnectDeploymentSpec | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -85,6 +88,8 @@ class Rollout:
 
     @property
     def spec(self) -> ConnectDeploymentSpec:
+        if self.known_spec is not None:
+            return self.known_spec
         return ConnectDeploymentSpec.model_validate(self.obj["spec"])
 
     @property
@@ -152,8 +157,8 @@ def create_rollout(
     # write of a ConnectDeployment costs the API server as much as its creation (it pins the namespace's
     # endpoints), and that refresh rewrites the counts anyway. Until then readers take a ConnectDeployment
     # without status as the PRIMARY, IN_PROGRESS (sc_operator.rollout.evaluate).
-    obj, _ = ctx.kube.create_or_get(CONNECT_DEPLOYMENTS, body, meta["namespace"])
-    return Rollout(obj)
+    obj, created = ctx.kube.create_or_get(CONNECT_DEPLOYMENTS, body, meta["namespace"])
+    return Rollout(obj, known_spec=spec if created else None)
 
 
 def initial_status(rollout: Rollout, desired_count: int, reason: str | None = None) -> dict[str, Any]:
