@@ -19,7 +19,8 @@ from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, Event, RequestReceived, TrailersReceived
 from h2.exceptions import StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes, Settings
-from h2.stream import STREAM_OPEN, StreamState
+from h2.stream import STREAM_OPEN, H2Stream, StreamState
+from h2.utilities import HeaderValidationFlags
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from sc_proxy.http2.hpack_decoder import FastDecoder
@@ -55,6 +56,20 @@ MAX_CONCURRENT_STREAMS: Final = 128
 MAX_FRAME_SIZE: Final = 16384
 
 
+class _UncheckedStream(H2Stream):
+    """An h2 stream of a connection where h2 neither validates nor normalises header fields: the flags h2
+    builds for those steps (several isinstance checks and a named tuple, per header block sent or
+    received) are never read, so a constant stands in for them."""
+
+    def _build_hdr_validation_flags(self, events: Any) -> HeaderValidationFlags:
+        return _UNUSED_FLAGS
+
+
+_UNUSED_FLAGS: Final = HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
+)
+
+
 class ProxyH2Connection(H2Connection):
     """An h2 connection that lets streams below a graceful GOAWAY finish, and codes header blocks with
     :class:`~sc_proxy.http2.hpack_encoder.FastEncoder` and :class:`~sc_proxy.http2.hpack_decoder.FastDecoder`
@@ -65,11 +80,23 @@ class ProxyH2Connection(H2Connection):
         #: Check request heads and trailers with :func:`~sc_proxy.http2.validate.check_request` (the
         #: downstream side, with h2's own slower inbound validation off).
         self.check_requests = False
+        self._headers_unchecked = not (
+            config.validate_inbound_headers
+            or config.normalize_inbound_headers
+            or config.validate_outbound_headers
+            or config.normalize_outbound_headers
+        )
         self.encoder = FastEncoder()
         decoder = FastDecoder()
         decoder.max_header_list_size = self.decoder.max_header_list_size
         decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
         self.decoder = decoder
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        if self._headers_unchecked:
+            stream.__class__ = _UncheckedStream
+        return stream
 
     def _receive_frame(self, frame: Frame) -> list[Event]:
         # h2's own, less its first line, a trace call that formats repr(frame) for every frame received
