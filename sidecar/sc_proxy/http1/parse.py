@@ -58,8 +58,10 @@ _K_LENGTH: Final = 4  # Content-Length (forwarded; framing)
 _K_HOST: Final = 5  # Host (requests: counted)
 _K_REQUEST_ID: Final = 6  # x-request-id (requests: kept and remembered)
 _K_EXPECT: Final = 7  # Expect (requests)
-#: Distinct names cached per direction; beyond that names are classified each time (no unbounded growth).
+#: Distinct names cached per direction, and the longest name cached: beyond that names are classified each
+#: time, so hostile clients cannot grow the cache (at most 1024 x 64 bytes of names).
 _KIND_CACHE_SIZE: Final = 1024
+_KIND_CACHE_NAME_MAX: Final = 64
 
 
 def _kind(lname: bytes, drop: frozenset[bytes], request: bool) -> int:
@@ -87,14 +89,14 @@ _RESPONSE_KINDS: dict[bytes, int] = {}
 
 def _request_kind(name: bytes) -> int:
     kind = _kind(name.lower(), _REQUEST_DROP, True)
-    if len(_REQUEST_KINDS) < _KIND_CACHE_SIZE:
+    if len(_REQUEST_KINDS) < _KIND_CACHE_SIZE and len(name) <= _KIND_CACHE_NAME_MAX:
         _REQUEST_KINDS[name] = kind
     return kind
 
 
 def _response_kind(name: bytes) -> int:
     kind = _kind(name.lower(), _RESPONSE_DROP, False)
-    if len(_RESPONSE_KINDS) < _KIND_CACHE_SIZE:
+    if len(_RESPONSE_KINDS) < _KIND_CACHE_SIZE and len(name) <= _KIND_CACHE_NAME_MAX:
         _RESPONSE_KINDS[name] = kind
     return kind
 

@@ -327,3 +327,24 @@ def test_upstream_response_head_over_the_limit_is_a_502() -> None:
     reader = ResponseReader(max_header_bytes=4096)
     events = reader.feed(b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 5000)
     assert error_of(events).status == 502
+
+
+def test_header_name_cache_stays_bounded_under_many_distinct_names() -> None:
+    # Clients choose header names: a hostile one must not grow the per-name cache without bound, and
+    # names past the cache are still classified (Transfer-Encoding in a new spelling still frames).
+    from sc_proxy.http1 import parse
+
+    reader = RequestReader()
+    for i in range(1500):
+        name = b"X-%d-" % i + b"n" * (i % 200)
+        events = reader.feed(b"GET / HTTP/1.1\r\nHost: a\r\n" + name + b": v\r\n\r\n")
+        head = events[0]
+        assert isinstance(head, RequestHead)
+        assert (name, b"v") in head.headers
+    assert len(parse._REQUEST_KINDS) <= 1024
+    assert max(len(n) for n in parse._REQUEST_KINDS) <= 64
+    events = reader.feed(b"POST / HTTP/1.1\r\nHost: a\r\ntRaNsFeR-eNcOdInG: chunked\r\n\r\n0\r\n\r\n")
+    head = events[0]
+    assert isinstance(head, RequestHead)
+    assert head.chunked
+    assert (b"tRaNsFeR-eNcOdInG", b"chunked") not in zip(head.lines[0::4], head.lines[2::4], strict=True)
