@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,9 +182,17 @@ def test_clients_vanishing_mid_request_leak_nothing(env: Env) -> None:
 
 def test_many_pipelined_requests_do_not_grow_without_bound(env: Env) -> None:
     burst = VALID * 2000  # far more than the pipeline depth: reading pauses, all are answered in order
-    with socket.create_connection((VIP, env.port), timeout=10) as sock:
-        sock.sendall(burst + b"GET /ok HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
+    with socket.create_connection((VIP, env.port), timeout=30) as sock:
+        # Send from a thread while this one reads: a client that only writes would fill both socket
+        # buffers once the proxy (rightly) stops reading, and the test would deadlock, not the proxy.
+        sender = threading.Thread(
+            target=sock.sendall,
+            args=(burst + b"GET /ok HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n",),
+            daemon=True,
+        )
+        sender.start()
         data, closed = read_until_close(sock, 30)
+        sender.join(5)
     assert closed
     assert data.count(b"HTTP/1.1 200 ") == 2001
     assert_healthy(env)
