@@ -7,6 +7,7 @@ that the revision counts every change exactly once.
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -188,7 +189,12 @@ def test_writer_memory_never_hides_a_change_made_elsewhere(api_client: Any, conn
 
     # Another process registers svc-02 behind the writer's back.
     update_registry(kube, connect_namespace, lambda r: register(r, svc[2], endpoints_for(2)))
-    listed = writer.registries()[connect_namespace][1]
+    # registries() reads the API server's watch cache, which may lag by a moment: poll (bounded).
+    deadline = time.monotonic() + 20
+    while (listed := writer.registries()[connect_namespace][1]).members[2:] == () and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
     assert [m.service for m in listed.members] == svc[:3]
 
     # The writer's next write conflicts (409), re-reads and keeps svc-02.
