@@ -5,6 +5,8 @@
 - `kubectl`: the kubectl from hack/tools.sh aimed at `kube_api`.
 - `namespace`: a fresh Kubernetes namespace for one test, deleted afterwards.
 - `crds_installed`: the CRDs from crds/ applied and Established.
+- `kube` (module): our JSON API client (``sc_operator.kube.Kube``) on the server.
+- `connect_namespace`: a fresh ConnectNamespace for one test, deleted afterwards.
 
 Without the binaries the tests are skipped with the reason, except in CI (CI=true), where
 they fail: CI must prove they ran.
@@ -19,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from sc_operator import API_VERSION
+from sc_operator.kube import CONNECT_NAMESPACES, Kube
 from support.crds import CRD_DIR, crd_documents, wait_established
 from support.envtest import REPO, EnvTest, KubeAPI, Unavailable, find_assets, find_tools
 from support.gate import unavailable
@@ -123,3 +127,23 @@ def crds_installed(api_client: Any) -> list[str]:
             ext.replace_custom_resource_definition(name, doc)
     wait_established(api_client, names)
     return names
+
+
+@pytest.fixture(scope="module")
+def kube(kube_api: KubeAPI) -> Iterator[Kube]:
+    client = kube_api.api_client()
+    try:
+        yield Kube(client)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def connect_namespace(kube: Kube, crds_installed: list[str]) -> Iterator[str]:
+    name = f"cns-{uuid.uuid4().hex[:8]}"
+    kube.create(
+        CONNECT_NAMESPACES,
+        {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": name}},
+    )
+    yield name
+    kube.delete(CONNECT_NAMESPACES, name)

@@ -90,7 +90,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sc_operator.kube import CONFIGMAPS, CONNECT_SERVICES, DEPLOYMENTS, PODS, SERVICES, ApiError, Kube
+from sc_operator import API_VERSION
+from sc_operator.kube import (
+    CONFIGMAPS,
+    CONNECT_NAMESPACES,
+    CONNECT_SERVICES,
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    SERVICES,
+    ApiError,
+    Kube,
+)
 from support.dnsserver import LocalDns
 from support.proxy import parse_metrics
 
@@ -882,6 +893,22 @@ def running(kube: Kube, network: Network, namespace: str, workdir: Path) -> Iter
         yield harness
     finally:
         harness.close()
+
+
+@contextlib.contextmanager
+def scratch_namespaces(kube: Kube) -> Iterator[tuple[str, str]]:
+    """A fresh Kubernetes namespace and ConnectNamespace, ``(namespace, cns)``, deleted on exit."""
+    tag = uuid.uuid4().hex[:8]
+    namespace, cns = f"sc-wp-{tag}", f"cns-{tag}"
+    kube.create(NAMESPACES, {"metadata": {"name": namespace}})
+    kube.create(
+        CONNECT_NAMESPACES, {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": cns}}
+    )
+    try:
+        yield namespace, cns
+    finally:
+        kube.delete(NAMESPACES, namespace)
+        kube.delete(CONNECT_NAMESPACES, cns)
 
 
 # -- spec helpers for scenarios ------------------------------------------------------------------------------

@@ -5,25 +5,14 @@ See ``support.operator`` for what is real and what is simulated (only the kubele
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from sc_operator import API_VERSION
-from sc_operator.kube import CONNECT_NAMESPACES, Kube
+from sc_operator.kube import Kube
 from support.envtest import KubeAPI
 from support.operator import Kubelet, OperatorProcess
-
-
-@pytest.fixture(scope="module")
-def kube(kube_api: KubeAPI) -> Iterator[Kube]:
-    client = kube_api.api_client()
-    try:
-        yield Kube(client)
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +28,6 @@ def operator(
         yield op
     finally:
         op.stop()
-
-
-@pytest.fixture
-def connect_namespace(kube: Kube, crds_installed: list[str]) -> Iterator[str]:
-    name = f"cns-{uuid.uuid4().hex[:8]}"
-    kube.create(
-        CONNECT_NAMESPACES,
-        {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": name}},
-    )
-    yield name
-    kube.delete(CONNECT_NAMESPACES, name)
 
 
 @pytest.fixture

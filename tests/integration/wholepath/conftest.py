@@ -3,8 +3,8 @@
 - `wp_network` (module): the hub namespace with its bridge and DNS server (see ``support.tasks``).
 - `wp_operator` (module): ``sc-operator`` against the session's envtest API server, with
   ``SC_DNS_RESOLVER`` pointing at the hub's DNS so every rendered proxy config resolves there.
-- `kube` (module): a JSON API client.
-- `connect_namespace`: a fresh ConnectNamespace; `namespace` (from tests/integration): a Kubernetes one.
+- `kube`, `connect_namespace`, `namespace` come from tests/integration.
+- `scratch_namespaces(kube)`: a Kubernetes namespace and a ConnectNamespace for a module's own services.
 - `harness`: the kubelet and CoreDNS stand-in for `namespace`, closed (tasks killed, namespaces deleted)
   after the test even when it fails.
 
@@ -13,15 +13,13 @@ Skipped with the reason when not root or a tool is missing; in CI (CI=true) that
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sc_operator import API_VERSION
-from sc_operator.kube import CONNECT_NAMESPACES, Kube
+from sc_operator.kube import Kube
 from support.envtest import KubeAPI
 from support.gate import unavailable
 from support.operator import OperatorProcess
@@ -43,15 +41,6 @@ def wp_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 
 
 @pytest.fixture(scope="module")
-def kube(kube_api: KubeAPI) -> Iterator[Kube]:
-    client = kube_api.api_client()
-    try:
-        yield Kube(client)
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
 def wp_operator(
     kube_api: KubeAPI,
     controller_manager: Any,
@@ -67,17 +56,6 @@ def wp_operator(
         yield op
     finally:
         op.stop()
-
-
-@pytest.fixture
-def connect_namespace(kube: Kube, crds_installed: list[str]) -> Iterator[str]:
-    name = f"cns-{uuid.uuid4().hex[:8]}"
-    kube.create(
-        CONNECT_NAMESPACES,
-        {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": name}},
-    )
-    yield name
-    kube.delete(CONNECT_NAMESPACES, name)
 
 
 @pytest.fixture

@@ -10,17 +10,15 @@ a test can tell whether a request crossed a proxy (the proxy adds ``x-request-id
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from sc_operator import API_VERSION
-from sc_operator.kube import CONNECT_NAMESPACES, NAMESPACES, Kube
+from sc_operator.kube import Kube
 from support.operator import OperatorProcess
-from support.tasks import Harness, Network, Task, apply_accepted, connect_service
+from support.tasks import Harness, Network, Task, apply_accepted, connect_service, running, scratch_namespaces
 
 pytestmark = pytest.mark.netns
 
@@ -37,14 +35,11 @@ class Deployed:
 def deployed(
     kube: Kube, wp_network: Network, wp_operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployed]:
-    tag = uuid.uuid4().hex[:8]
-    namespace, cns = f"sc-wp-{tag}", f"cns-{tag}"
-    kube.create(NAMESPACES, {"metadata": {"name": namespace}})
-    kube.create(
-        CONNECT_NAMESPACES, {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": cns}}
-    )
-    harness = Harness(kube, wp_network, namespace, tmp_path_factory.mktemp("interception"))
-    try:
+    workdir = tmp_path_factory.mktemp("interception")
+    with (
+        scratch_namespaces(kube) as (namespace, cns),
+        running(kube, wp_network, namespace, workdir) as harness,
+    ):
         apply_accepted(kube, connect_service("back", namespace, cns))
         [back] = harness.run_pods("back")
         harness.wait_dns("back", 1)
@@ -54,10 +49,6 @@ def deployed(
         apply_accepted(kube, connect_service("client", namespace, cns, serve=False))
         [client] = harness.run_pods("client")
         yield Deployed(harness, back, front, client)
-    finally:
-        harness.close()
-        kube.delete(NAMESPACES, namespace)
-        kube.delete(CONNECT_NAMESPACES, cns)
 
 
 def get(task: Task, url: str) -> dict[str, Any]:

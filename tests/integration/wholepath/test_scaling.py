@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,10 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from sc_operator import API_VERSION
-from sc_operator.kube import CONNECT_NAMESPACES, NAMESPACES, Kube
+from sc_operator.kube import Kube
 from support.operator import OperatorProcess
-from support.tasks import Harness, Network, Task, apply_accepted, connect_service, scale
+from support.tasks import (
+    Harness,
+    Network,
+    Task,
+    apply_accepted,
+    connect_service,
+    running,
+    scale,
+    scratch_namespaces,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -40,24 +47,17 @@ class Deployed:
 def deployed(
     kube: Kube, wp_network: Network, wp_operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployed]:
-    tag = uuid.uuid4().hex[:8]
-    namespace, cns = f"sc-wp-{tag}", f"cns-{tag}"
-    kube.create(NAMESPACES, {"metadata": {"name": namespace}})
-    kube.create(
-        CONNECT_NAMESPACES, {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": cns}}
-    )
-    harness = Harness(kube, wp_network, namespace, tmp_path_factory.mktemp("scaling"))
-    try:
+    workdir = tmp_path_factory.mktemp("scaling")
+    with (
+        scratch_namespaces(kube) as (namespace, cns),
+        running(kube, wp_network, namespace, workdir) as harness,
+    ):
         apply_accepted(kube, connect_service("web", namespace, cns))
         harness.run_pods("web")
         harness.wait_dns("web", 1)
         apply_accepted(kube, connect_service("client", namespace, cns, serve=False))
         [client] = harness.run_pods("client")
         yield Deployed(kube, harness, namespace, client)
-    finally:
-        harness.close()
-        kube.delete(NAMESPACES, namespace)
-        kube.delete(CONNECT_NAMESPACES, cns)
 
 
 def served_by(client: Task) -> str:
