@@ -331,39 +331,23 @@ class ProxyStream:
         if up.paused:
             up.block(self)
             return
-        h2 = up.h2
-        sid = self.up_sid
-        queue = self.to_up
-        server = self.server
         try:
-            while queue:
-                data, ack = queue[0]
-                window = h2.local_flow_control_window(sid)
-                if window <= 0:
-                    up.block(self)
-                    return
-                cut = min(window, h2.max_outbound_frame_size)
-                if len(data) > cut:
-                    h2.send_data(sid, data[:cut])
-                    queue[0] = (data[cut:], ack)
-                    continue
-                queue.popleft()
-                last = not queue and self.up_end == _ENDING and self.req_trailers is None
-                h2.send_data(sid, data, end_stream=last)
-                if last:
-                    self.up_end = _ENDED
-                if ack:
-                    server.h2.acknowledge_received_data(ack, self.down_sid)
-                    server.schedule_flush()
-            if self.up_end == _ENDING:
-                if self.req_trailers is not None:
-                    h2.send_headers(sid, self.req_trailers, end_stream=True)
-                else:
-                    h2.end_stream(sid)
-                self.up_end = _ENDED
+            blocked, ended = _send_queued(
+                up,
+                self.up_sid,
+                self.to_up,
+                self.up_end == _ENDING,
+                self.req_trailers,
+                self.server,
+                self.down_sid,
+            )
         except H2Error:
             # The upstream stream closed under us; its own event (reset / connection loss) follows.
             return
+        if ended:
+            self.up_end = _ENDED
+        if blocked:
+            up.block(self)
 
     def _pump_down(self) -> None:
         server = self.server
@@ -372,38 +356,23 @@ class ProxyStream:
         if server.paused:
             server.block(self)
             return
-        h2 = server.h2
-        sid = self.down_sid
-        queue = self.to_down
         try:
-            while queue:
-                data, ack = queue[0]
-                window = h2.local_flow_control_window(sid)
-                if window <= 0:
-                    server.block(self)
-                    return
-                cut = min(window, h2.max_outbound_frame_size)
-                if len(data) > cut:
-                    h2.send_data(sid, data[:cut])
-                    queue[0] = (data[cut:], ack)
-                    continue
-                queue.popleft()
-                last = not queue and self.down_end == _ENDING and self.resp_trailers is None
-                h2.send_data(sid, data, end_stream=last)
-                if last:
-                    self.down_end = _ENDED
-                up = self.up
-                if ack and up is not None:
-                    up.h2.acknowledge_received_data(ack, self.up_sid)
-                    up.schedule_flush()
-            if self.down_end == _ENDING:
-                if self.resp_trailers is not None:
-                    h2.send_headers(sid, self.resp_trailers, end_stream=True)
-                else:
-                    h2.end_stream(sid)
-                self.down_end = _ENDED
+            blocked, ended = _send_queued(
+                server,
+                self.down_sid,
+                self.to_down,
+                self.down_end == _ENDING,
+                self.resp_trailers,
+                self.up,
+                self.up_sid,
+            )
         except H2Error:
             self.downstream_lost()
+            return
+        if ended:
+            self.down_end = _ENDED
+        if blocked:
+            server.block(self)
             return
         server.schedule_flush()
         if self.down_end == _ENDED:
@@ -545,3 +514,47 @@ class ProxyStream:
         self.up_sid = 0
         up.stream_done(sid)
         up.schedule_flush()
+
+
+def _send_queued(
+    side: H2Side,
+    sid: int,
+    queue: deque[tuple[bytes, int]],
+    ending: bool,
+    trailers: Headers | None,
+    sender: H2Side | None,
+    sender_sid: int,
+) -> tuple[bool, bool]:
+    """Send ``queue``'s DATA on ``side`` as far as the stream's window allows, then the end of the stream
+    (``trailers``, or END_STREAM on the last DATA frame or alone) when ``ending`` and nothing is left.
+
+    Each chunk sent is acknowledged to ``sender`` (the connection it came from), so the sender's window
+    reopens only as the receiver takes data. Returns ``(blocked on the window, end of stream sent)``;
+    an :class:`H2Error` from h2 (the stream is gone) propagates.
+    """
+    h2 = side.h2
+    while queue:
+        data, ack = queue[0]
+        window = h2.local_flow_control_window(sid)
+        if window <= 0:
+            return True, False
+        cut = min(window, h2.max_outbound_frame_size)
+        if len(data) > cut:
+            h2.send_data(sid, data[:cut])
+            queue[0] = (data[cut:], ack)
+            continue
+        queue.popleft()
+        last = not queue and ending and trailers is None
+        h2.send_data(sid, data, end_stream=last)
+        if ack and sender is not None:
+            sender.h2.acknowledge_received_data(ack, sender_sid)
+            sender.schedule_flush()
+        if last:
+            return False, True
+    if ending:
+        if trailers is not None:
+            h2.send_headers(sid, trailers, end_stream=True)
+        else:
+            h2.end_stream(sid)
+        return False, True
+    return False, False
