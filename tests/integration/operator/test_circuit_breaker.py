@@ -31,9 +31,12 @@ def complete_first(kube: Kube, kubelet: Kubelet, namespace: str, name: str) -> d
 
 
 def update_image(kube: Kube, namespace: str, name: str, image: str) -> dict[str, Any]:
-    svc = kube.get(CONNECT_SERVICES, name, namespace)
-    svc["spec"]["taskDefinition"]["containerDefinitions"][0]["image"] = image
-    kube.replace(CONNECT_SERVICES, svc, namespace)
+    containers = kube.get(CONNECT_SERVICES, name, namespace)["spec"]["taskDefinition"]["containerDefinitions"]
+    containers[0]["image"] = image
+    # A merge patch, as kubectl sends: a PUT of what was read races the operator's status writes.
+    kube.patch(
+        CONNECT_SERVICES, name, {"spec": {"taskDefinition": {"containerDefinitions": containers}}}, namespace
+    )
     return wait_for("a second rollout", lambda: (cds := rollouts(kube, namespace, name))[1:] and cds[1])
 
 

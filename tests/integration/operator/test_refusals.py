@@ -133,10 +133,13 @@ def test_a_running_service_updated_into_an_invalid_state_keeps_running(
     before = kube.get(DEPLOYMENTS, "steady", namespace)
     cds_before = kube.list(CONNECT_DEPLOYMENTS, namespace, {"serviceconnect.dev/service": "steady"})
 
-    svc = kube.get(CONNECT_SERVICES, "steady", namespace)
-    svc["spec"]["deploymentController"] = {"type": "CODE_DEPLOY"}
-    svc["spec"]["desiredCount"] = 4
-    kube.replace(CONNECT_SERVICES, svc, namespace)
+    # A merge patch, as kubectl sends: a PUT of what was read races the operator's status writes.
+    kube.patch(
+        CONNECT_SERVICES,
+        "steady",
+        {"spec": {"deploymentController": {"type": "CODE_DEPLOY"}, "desiredCount": 4}},
+        namespace,
+    )
     cond = refused(kube, namespace, "steady")
     assert "[deployment-controller]" in cond["message"]
 

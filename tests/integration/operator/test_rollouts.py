@@ -53,9 +53,15 @@ def test_pinning_new_endpoints_reach_only_redeployed_clients(
     assert again["metadata"]["resourceVersion"] == first_cm["metadata"]["resourceVersion"]
 
     # Changing the client (a new image) is a new deployment, which pins the namespace as it is now.
-    web = kube.get(CONNECT_SERVICES, "web", namespace)
-    web["spec"]["taskDefinition"]["containerDefinitions"][0]["image"] = "registry.example/app:2"
-    kube.replace(CONNECT_SERVICES, web, namespace)
+    containers = kube.get(CONNECT_SERVICES, "web", namespace)["spec"]["taskDefinition"][
+        "containerDefinitions"
+    ]
+    containers[0]["image"] = "registry.example/app:2"
+    # A merge patch, as kubectl sends: the operator writes the service's status meanwhile, so a PUT of
+    # what was read would race it for the resourceVersion.
+    kube.patch(
+        CONNECT_SERVICES, "web", {"spec": {"taskDefinition": {"containerDefinitions": containers}}}, namespace
+    )
     second = wait_for(
         "a second web rollout", lambda: (cds := rollouts(kube, namespace, "web"))[1:] and cds[-1]
     )
@@ -81,11 +87,18 @@ def test_pinning_new_endpoints_reach_only_redeployed_clients(
         ),
     )
     assert old["status"]["rolloutState"] == "COMPLETED"
-    summary = kube.get(CONNECT_SERVICES, "web", namespace)["status"]["deployments"]
-    assert [(d["name"], d["status"]) for d in summary] == [
-        (second["metadata"]["name"], "PRIMARY"),
-        (first["metadata"]["name"], "INACTIVE"),
-    ]
+    # The service's summary is written just after its ConnectDeployments' own statuses.
+    expected = [(second["metadata"]["name"], "PRIMARY"), (first["metadata"]["name"], "INACTIVE")]
+    wait_for(
+        "the service's summary: new PRIMARY, old INACTIVE",
+        lambda: (
+            [
+                (d["name"], d["status"])
+                for d in kube.get(CONNECT_SERVICES, "web", namespace)["status"]["deployments"]
+            ]
+            == expected
+        ),
+    )
 
 
 def test_desired_count_alone_scales_without_a_new_deployment(
@@ -95,9 +108,7 @@ def test_desired_count_alone_scales_without_a_new_deployment(
     first = wait_completed(kube, kubelet, namespace, "cart")
     template_before = kube.get(DEPLOYMENTS, "cart", namespace)["spec"]["template"]
 
-    svc = kube.get(CONNECT_SERVICES, "cart", namespace)
-    svc["spec"]["desiredCount"] = 3
-    kube.replace(CONNECT_SERVICES, svc, namespace)
+    kube.patch(CONNECT_SERVICES, "cart", {"spec": {"desiredCount": 3}}, namespace)
     wait_for("replicas 3", lambda: kube.get(DEPLOYMENTS, "cart", namespace)["spec"]["replicas"] == 3)
     wait_for("3 pods", lambda: len(kubelet.pods({"serviceconnect.dev/service": "cart"})) == 3)
     kubelet.ready_all({"serviceconnect.dev/service": "cart"})
