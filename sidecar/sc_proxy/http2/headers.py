@@ -1,9 +1,9 @@
 """Pure header rewriting for HTTP/2 streams: the policy of the HTTP/1.1 side (``sc_proxy.http1.headers``).
 
-Requests: connection-specific fields are dropped (HTTP/2 forbids them; h2 already refuses them inbound) except
-``te: trailers``, which gRPC needs; ``x-request-id`` is kept or created; ``x-forwarded-proto: http`` and
-``x-envoy-expected-rq-timeout-ms`` are set by the proxy. Responses: ``server: envoy`` and
-``x-envoy-upstream-service-time`` as every Service Connect hop adds them.
+Requests: connection-specific fields are dropped (HTTP/2 forbids them; the codec already refuses them
+inbound) except ``te: trailers``, which gRPC needs; ``x-request-id`` is kept or created;
+``x-forwarded-proto: http`` and ``x-envoy-expected-rq-timeout-ms`` are set by the proxy. Responses:
+``server: envoy`` and ``x-envoy-upstream-service-time`` as every Service Connect hop adds them.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from h2.errors import ErrorCodes
-from h2.events import (
+from sc_proxy.http2 import codec, deadlines
+from sc_proxy.http2.errors import ErrorCodes, H2Error
+from sc_proxy.http2.events import (
     ConnectionTerminated,
     DataReceived,
     RemoteSettingsChanged,
@@ -26,10 +27,7 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import H2Error
-from h2.settings import SettingCodes
-
-from sc_proxy.http2 import codec, deadlines
+from sc_proxy.http2.frames import SettingCodes
 from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import ProxyStream
 from sc_proxy.metrics import REGISTRY, Counter
@@ -157,39 +155,38 @@ class H2ServerProtocol(H2Side):
             return
         streams = self.streams
         for ev in events:
-            t = type(ev)
-            if t is DataReceived:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            if type(ev) is DataReceived:
+                s = streams.get(ev.stream_id)
                 if s is not None:
-                    s.on_request_data(ev.data, ev.flow_controlled_length, ev.stream_ended is not None)  # type: ignore[attr-defined]
+                    s.on_request_data(ev.data, ev.flow_controlled_length, ev.stream_ended)
                 else:
-                    h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)  # type: ignore[attr-defined]
-            elif t is RequestReceived:
+                    h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif type(ev) is RequestReceived:
                 self._request(ev)
-            elif t is StreamEnded:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            elif type(ev) is StreamEnded:
+                s = streams.get(ev.stream_id)
                 if s is not None:
                     s.on_request_end()
-            elif t is TrailersReceived:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            elif type(ev) is TrailersReceived:
+                s = streams.get(ev.stream_id)
                 if s is not None:
-                    s.req_trailers = ev.headers  # type: ignore[attr-defined]
-            elif t is WindowUpdated:
-                if ev.stream_id:  # type: ignore[attr-defined]
-                    self.unblock(streams.get(ev.stream_id))  # type: ignore[attr-defined]
+                    s.req_trailers = ev.headers
+            elif type(ev) is WindowUpdated:
+                if ev.stream_id:
+                    self.unblock(streams.get(ev.stream_id))
                 else:
                     self.unblock_all()
-            elif t is StreamReset:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            elif type(ev) is StreamReset:
+                s = streams.get(ev.stream_id)
                 if s is not None:
-                    s.on_downstream_reset(ev.error_code)  # type: ignore[attr-defined]
-            elif t is RemoteSettingsChanged:
-                if SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:  # type: ignore[attr-defined]
+                    s.on_downstream_reset(ev.error_code)
+            elif type(ev) is RemoteSettingsChanged:
+                if SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
                     self.unblock_all()
-            elif t is ConnectionTerminated:
+            elif type(ev) is ConnectionTerminated:
                 # The client is leaving: no new streams; finish (or, after an error, drop) the others.
                 self._closing = True
-                if ev.error_code:  # type: ignore[attr-defined]
+                if ev.error_code:
                     self.abort()
                     return
         # Written once every connection readable in this loop iteration was read: one write per

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from sc_proxy.http2.codec import ProxyH2Connection
+from sc_proxy.http2.connection import Connection
 
 if TYPE_CHECKING:
     from sc_proxy.http2.stream import ProxyStream
@@ -30,7 +30,7 @@ def flush_dirty() -> None:
 class H2Side(asyncio.Protocol):
     """One HTTP/2 connection of the proxy (either direction)."""
 
-    h2: ProxyH2Connection
+    h2: Connection
     transport: asyncio.Transport | None
 
     def __init__(self) -> None:

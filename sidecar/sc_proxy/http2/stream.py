@@ -20,12 +20,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from h2.errors import ErrorCodes
-from h2.exceptions import H2Error
-
 from sc_proxy.accesslog import AccessRecord
 from sc_proxy.cluster import Host
 from sc_proxy.http2 import grpc
+from sc_proxy.http2.errors import ErrorCodes, H2Error, code_name
 from sc_proxy.http2.headers import (
     Headers,
     downstream_response,
@@ -47,13 +45,6 @@ _CANCEL = ErrorCodes.CANCEL
 
 #: The message of a failed connection attempt (told apart from a connection lost later: flag UF vs UC).
 CONNECT_ERROR = "upstream connect error"
-
-
-def _code_name(code: int) -> str:
-    try:
-        return ErrorCodes(code).name
-    except ValueError:
-        return str(code)
 
 
 # States of each direction's end: not yet known, queued behind data, sent.
@@ -283,7 +274,7 @@ class ProxyStream:
         if self.resp_status == 0:
             if code != _REFUSED and host is not None:
                 self.route.cluster.report_failure(host)
-            message = f"upstream reset before response: {_code_name(code)}"
+            message = f"upstream reset before response: {code_name(code)}"
             self._retry_or_fail(503, grpc.UNAVAILABLE, message, "UR", refused=code == _REFUSED)
         else:
             self._reset_down(code)
@@ -530,7 +521,7 @@ def _send_queued(
 
     Each chunk sent is acknowledged to ``sender`` (the connection it came from), so the sender's window
     reopens only as the receiver takes data. Returns ``(blocked on the window, end of stream sent)``;
-    an :class:`H2Error` from h2 (the stream is gone) propagates.
+    an :class:`H2Error` from the codec (the stream is gone) propagates.
     """
     h2 = side.h2
     while queue:

@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Final, cast
 
-from h2.errors import ErrorCodes
-from h2.events import (
+from sc_proxy.cluster import Host
+from sc_proxy.http2 import codec
+from sc_proxy.http2.errors import ErrorCodes, H2Error
+from sc_proxy.http2.events import (
     ConnectionTerminated,
     DataReceived,
     RemoteSettingsChanged,
@@ -27,11 +29,7 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import H2Error
-from h2.settings import SettingCodes
-
-from sc_proxy.cluster import Host
-from sc_proxy.http2 import codec
+from sc_proxy.http2.frames import SettingCodes
 from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import CONNECT_ERROR
 from sc_proxy.metrics import REGISTRY, Counter
@@ -64,7 +62,7 @@ class UpstreamConnection(H2Side):
     def limit(self) -> int:
         if not self.ready:
             return MAX_STREAMS_PER_CONNECTION
-        return min(self.h2.remote_settings.max_concurrent_streams, MAX_STREAMS_PER_CONNECTION)
+        return min(self.h2.remote_max_concurrent_streams, MAX_STREAMS_PER_CONNECTION)
 
     def has_room(self) -> bool:
         return self.accepting and len(self.streams) + len(self.waiting) < self.limit()
@@ -136,38 +134,37 @@ class UpstreamConnection(H2Side):
             return
         streams = self.streams
         for ev in events:
-            t = type(ev)
-            if t is DataReceived:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            if type(ev) is DataReceived:
+                s = streams.get(ev.stream_id)
                 if s is not None:
-                    s.on_response_data(ev.data, ev.flow_controlled_length, ev.stream_ended is not None)  # type: ignore[attr-defined]
+                    s.on_response_data(ev.data, ev.flow_controlled_length, ev.stream_ended)
                 else:
-                    self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)  # type: ignore[attr-defined]
-            elif t is ResponseReceived:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif type(ev) is ResponseReceived:
+                s = streams.get(ev.stream_id)
                 if s is not None:
-                    s.on_response(ev.headers, ev.stream_ended is not None)  # type: ignore[attr-defined]
-            elif t is StreamEnded:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+                    s.on_response(ev.headers, ev.stream_ended)
+            elif type(ev) is StreamEnded:
+                s = streams.get(ev.stream_id)
                 if s is not None:
                     s.on_response_end()
-            elif t is TrailersReceived:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            elif type(ev) is TrailersReceived:
+                s = streams.get(ev.stream_id)
                 if s is not None:
-                    s.on_response_trailers(ev.headers)  # type: ignore[attr-defined]
-            elif t is WindowUpdated:
-                if ev.stream_id:  # type: ignore[attr-defined]
-                    self.unblock(streams.get(ev.stream_id))  # type: ignore[attr-defined]
+                    s.on_response_trailers(ev.headers)
+            elif type(ev) is WindowUpdated:
+                if ev.stream_id:
+                    self.unblock(streams.get(ev.stream_id))
                 else:
                     self.unblock_all()
-            elif t is StreamReset:
-                s = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            elif type(ev) is StreamReset:
+                s = streams.get(ev.stream_id)
                 if s is not None:
-                    s.on_upstream_reset(ev.error_code)  # type: ignore[attr-defined]
-            elif t is RemoteSettingsChanged:
-                self._settings(ev)  # type: ignore[arg-type]
-            elif t is ConnectionTerminated:
-                self._goaway(ev)  # type: ignore[arg-type]
+                    s.on_upstream_reset(ev.error_code)
+            elif type(ev) is RemoteSettingsChanged:
+                self._settings(ev)
+            elif type(ev) is ConnectionTerminated:
+                self._goaway(ev)
         # Written once every connection readable in this loop iteration was read: one write per
         # connection for all of them, rather than one per read.
         self.schedule_flush()

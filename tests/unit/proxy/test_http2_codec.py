@@ -1,6 +1,8 @@
-"""The HTTP/2 codec layer: preface detection, settings we advertise, graceful GOAWAY in both directions.
+"""The HTTP/2 codec layer: preface detection, settings we advertise, graceful GOAWAY in both directions,
+request checks and stream limits.
 
-Two real h2 state machines talk to each other in memory (no sockets needed for frame-level behaviour)."""
+The proxy's codec talks to h2, an independent implementation, in memory (no sockets needed for
+frame-level behaviour)."""
 
 from __future__ import annotations
 
@@ -10,19 +12,20 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
+from h2.events import ConnectionTerminated, RemoteSettingsChanged
+from h2.settings import SettingCodes
+
+from sc_proxy.http2 import codec
+from sc_proxy.http2.connection import Connection
+from sc_proxy.http2.errors import ProtocolError, TooManyStreamsError
+from sc_proxy.http2.events import ConnectionTerminated as Terminated
+from sc_proxy.http2.events import (
     DataReceived,
-    RemoteSettingsChanged,
     RequestReceived,
     ResponseReceived,
     StreamEnded,
     TrailersReceived,
 )
-from h2.exceptions import ProtocolError, TooManyStreamsError
-from h2.settings import SettingCodes
-
-from sc_proxy.http2 import codec
 
 
 def test_preface_prefix_detection() -> None:
@@ -33,7 +36,7 @@ def test_preface_prefix_detection() -> None:
     assert not codec.is_preface_prefix(b"PRX")
 
 
-def _pair() -> tuple[H2Connection, codec.ProxyH2Connection]:
+def _pair() -> tuple[H2Connection, Connection]:
     """A plain h2 client and the proxy's server side, connected in memory."""
     client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     server = codec.server_connection(65536)
@@ -66,7 +69,7 @@ def test_drain_goaway_leaves_open_streams_working() -> None:
     client, server = _pair()
     client.send_headers(1, HEAD, end_stream=True)
     server.receive_data(client.data_to_send())
-    # The drain GOAWAY is written beside h2 (h2's own close_connection would refuse every later frame).
+    # The drain GOAWAY leaves the connection serving the streams up to its last-stream-id.
     events = client.receive_data(codec.goaway_frame(last_stream_id=1))
     assert [(type(e), e.error_code, e.last_stream_id) for e in events] == [(ConnectionTerminated, 0, 1)]
     # ... so the server side still answers the stream that was open.
@@ -86,7 +89,11 @@ def test_graceful_goaway_received_lets_the_stream_finish() -> None:
     upstream.receive_data(proxy_client.data_to_send())
     # The upstream announces shutdown (raw GOAWAY NO_ERROR, last stream 1), then answers stream 1.
     events = proxy_client.receive_data(codec.goaway_frame(1))
-    assert isinstance(events[0], ConnectionTerminated)
+    assert isinstance(events[0], Terminated)
+    assert (events[0].error_code, events[0].last_stream_id) == (0, 1)
+    # No new stream after it...
+    with pytest.raises(TooManyStreamsError):
+        proxy_client.send_headers(3, HEAD, end_stream=True)
     upstream.send_headers(1, [(b":status", b"200")])
     upstream.send_data(1, b"finished", end_stream=True)
     events = proxy_client.receive_data(upstream.data_to_send())
@@ -155,8 +162,9 @@ def test_finished_streams_are_forgotten_and_the_stream_limit_still_holds() -> No
         server.receive_data(client.data_to_send())
         server.send_headers(sid, [(b":status", b"204")], end_stream=True)
         client.receive_data(server.data_to_send())
-    # h2's per-stream state of finished streams does not pile up.
-    assert len(server.streams) <= codec.ProxyH2Connection._SCAN_AT
+    # The state of finished streams does not pile up.
+    assert server.streams == {}
+    assert server.open_inbound_streams == 0
     # The concurrency limit is exact: 128 open streams are accepted, the 129th is a protocol error.
     client.remote_settings._settings[SettingCodes.MAX_CONCURRENT_STREAMS] = deque([1000])
     first = 2001
@@ -164,8 +172,11 @@ def test_finished_streams_are_forgotten_and_the_stream_limit_still_holds() -> No
         client.send_headers(sid, HEAD)
     server.receive_data(client.data_to_send())
     client.send_headers(first + 2 * codec.MAX_CONCURRENT_STREAMS, HEAD)
-    with pytest.raises(TooManyStreamsError):
+    with pytest.raises(ProtocolError):
         server.receive_data(client.data_to_send())
+    events = client.receive_data(server.data_to_send())
+    codes = [e.error_code for e in events if isinstance(e, ConnectionTerminated)]
+    assert codes == [ErrorCodes.PROTOCOL_ERROR]
 
 
 def test_outbound_streams_stop_at_the_peers_limit_and_resume_when_one_ends() -> None:
@@ -199,4 +210,5 @@ def test_finished_upstream_streams_are_forgotten_under_a_very_high_peer_limit() 
         upstream.receive_data(proxy_client.data_to_send())
         upstream.send_headers(sid, [(b":status", b"204")], end_stream=True)
         proxy_client.receive_data(upstream.data_to_send())
-    assert len(proxy_client.streams) <= codec.ProxyH2Connection._SCAN_AT
+    assert proxy_client.streams == {}
+    assert proxy_client.open_outbound_streams == 0

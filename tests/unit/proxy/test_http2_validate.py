@@ -9,6 +9,7 @@ from h2.utilities import HeaderValidationFlags, validate_headers
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from sc_proxy.http2.errors import ProtocolError as OurProtocolError
 from sc_proxy.http2.validate import check_request
 
 NAMES = [
@@ -41,7 +42,7 @@ def _h2_accepts(headers: list[tuple[bytes, bytes]], trailers: bool) -> bool:
 def _ours_accept(headers: list[tuple[bytes, bytes]], trailers: bool) -> bool:
     try:
         check_request(headers, trailers)
-    except ProtocolError:
+    except OurProtocolError:
         return False
     return True
 
@@ -96,5 +97,5 @@ def test_valid_requests_pass(headers: list[tuple[bytes, bytes]]) -> None:
 )
 def test_faulty_requests_are_refused(headers: list[tuple[bytes, bytes]]) -> None:
     assert not _h2_accepts(headers, trailers=False)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(OurProtocolError):
         check_request(headers, trailers=False)
