@@ -3,8 +3,10 @@
 hpack's encoder searches its dynamic table linearly for every header field and makes several Python calls
 per field (integer coding, logging, type conversions): about a third of the proxy's CPU per request. This
 one keeps dicts from (name, value) and from name to the insertion number of the newest matching entry, so
-a field costs a few dict lookups. It writes the same representations hpack's decoder (and any HPACK
-decoder) reads: indexed fields, literals with incremental indexing, without indexing, or never indexed.
+a field costs a few dict lookups; a field sent before and still in a table costs one (its indexed
+representation is remembered until the next insertion renumbers the dynamic table). It writes the same
+representations hpack's decoder (and any HPACK decoder) reads: indexed fields, literals with incremental
+indexing, without indexing, or never indexed.
 
 Policy: literals are not Huffman-coded (cheaper to write here and to read at the next hop, a few more
 bytes on the wire); fields whose value is unique to a request or response (``x-request-id``, ``date`` …)
@@ -66,6 +68,10 @@ _INDEXED: Final = tuple(_integer(i, 7, 0x80) for i in range(512))
 _LENGTH: Final = tuple(_integer(i, 7, 0) for i in range(512))
 
 
+#: Fields whose indexed representation is remembered at most (a bound against hostile variety).
+_INDEXED_CACHE: Final = 1024
+
+
 def _length(n: int) -> bytes:
     return _LENGTH[n] if n < 512 else _integer(n, 7, 0)
 
@@ -83,6 +89,9 @@ class FastEncoder(Encoder):
         self._exact: dict[tuple[bytes, bytes], int] = {}
         self._names: dict[bytes, int] = {}
         self._size_updates: list[int] = []
+        # The indexed representation of fields seen before: valid until the next insertion renumbers the
+        # dynamic table (cleared then). Most fields of a proxy's traffic repeat: one lookup each.
+        self._indexed: dict[tuple[bytes, bytes], bytes] = {}
 
     # h2 sets this when the peer's SETTINGS_HEADER_TABLE_SIZE changes.
     @property
@@ -93,6 +102,7 @@ class FastEncoder(Encoder):
     def header_table_size(self, value: int) -> None:
         value = int(value)
         if value != self._max:
+            self._indexed.clear()
             self._max = value
             self._size_updates.append(value)
             self._evict(0)
@@ -115,8 +125,10 @@ class FastEncoder(Encoder):
         if size > self._max:
             # Too big for the table: inserting it empties the table (§4.4).
             self._evict(self._max + 1)
+            self._indexed.clear()
             return
         self._evict(size)
+        self._indexed.clear()
         seq = self._inserted
         self._inserted = seq + 1
         self._entries.append((name, value, size, seq))
@@ -136,9 +148,14 @@ class FastEncoder(Encoder):
         exact = self._exact
         names = self._names
         static_exact = _STATIC_EXACT
+        indexed = self._indexed
         append = out.append
         for header in headers:
             if type(header) is tuple and len(header) == 2:
+                hit = indexed.get(header)
+                if hit is not None:
+                    append(hit)
+                    continue
                 name, value = header
                 never = False
             elif isinstance(header, HeaderTuple):
@@ -154,13 +171,15 @@ class FastEncoder(Encoder):
             key = (name, value)
             if not never:
                 index = static_exact.get(key)
+                if index is None:
+                    seq = exact.get(key)
+                    if seq is not None:
+                        index = _STATIC_LENGTH + self._inserted - seq
                 if index is not None:
-                    append(_INDEXED[index])
-                    continue
-                seq = exact.get(key)
-                if seq is not None:
-                    index = _STATIC_LENGTH + self._inserted - seq
-                    append(_INDEXED[index] if index < 512 else _integer(index, 7, 0x80))
+                    rep = _INDEXED[index] if index < 512 else _integer(index, 7, 0x80)
+                    if len(indexed) < _INDEXED_CACHE:
+                        indexed[key] = rep
+                    append(rep)
                     continue
             index = _STATIC_NAME.get(name, 0)
             if not index:
