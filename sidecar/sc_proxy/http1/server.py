@@ -80,7 +80,9 @@ class Exchange:
     ) -> None:
         self.head = head
         self.error = error
-        self.start = start  # loop time of the request head (the wall clock is only read for the access log)
+        # perf_counter time of the request head: uvloop's loop.time() moves in whole milliseconds, too
+        # coarse for response times (the wall clock is only read for the access log).
+        self.start = start
         self.attempts_left = retries
         self.request_id = b""
         self.has_rid = False
@@ -311,7 +313,7 @@ class Http1Connection(asyncio.Protocol):
 
     # --- request side
     def _on_head(self, head: RequestHead) -> None:
-        ex = Exchange(head, None, self.last_active, self.route.retries)  # set by data_received
+        ex = Exchange(head, None, time.perf_counter(), self.route.retries)
         if not head.keep_alive:
             ex.close_after = True
             self._block_reading(_R_DONE)  # nothing after a "Connection: close" request is read
@@ -374,7 +376,7 @@ class Http1Connection(asyncio.Protocol):
                 self.stats.rejected.inc()
                 self._local_reply(last, err.status, err.reason, close=True)
             return
-        ex = Exchange(None, err, self.loop.time(), 0)
+        ex = Exchange(None, err, time.perf_counter(), 0)
         ex.close_after = True
         self.queue.append(ex)
         if self.current is None:
@@ -494,7 +496,7 @@ class Http1Connection(asyncio.Protocol):
                 chunks.clear()
         if ex.request_complete and head.chunked:
             out += hdr.LAST_CHUNK
-        ex.sent_at = self.loop.time()
+        ex.sent_at = time.perf_counter()
         conn.write(out)
         if self.write_paused and conn.transport is not None:
             conn.transport.pause_reading()
@@ -594,16 +596,17 @@ class Http1Connection(asyncio.Protocol):
         if ex.status:
             stats.count_status(ex.status)
         now = self.loop.time()
-        elapsed_ms = (now - ex.start) * 1000.0
+        end = time.perf_counter()
+        elapsed_ms = (end - ex.start) * 1000.0
         stats.response_time_ms.observe(elapsed_ms)
         stats.processed_bytes.value += ex.body_in + ex.bytes_out
         log = self.route.access_log
         if log is None:
             return now
-        start_wall = time.time() - (now - ex.start)
+        start_wall = time.time() - (end - ex.start)
         if ex.head is not None:
             head = ex.head
-            service_ms = int((now - ex.sent_at) * 1000) if ex.sent_at else None
+            service_ms = int((end - ex.sent_at) * 1000) if ex.sent_at else None
             log.log(
                 AccessRecord(
                     start_time=start_wall,
@@ -722,7 +725,7 @@ class Http1Connection(asyncio.Protocol):
             or (head.upgrade and status != 101)  # we stopped parsing at the upgrade request
         )
         ex.close_after = close
-        service_ms = int((self.last_active - ex.sent_at) * 1000)  # set by _upstream_events
+        service_ms = int((time.perf_counter() - ex.sent_at) * 1000)
         self._write(
             hdr.downstream_response_head(
                 resp,

@@ -93,7 +93,8 @@ class ProxyStream:
         self.resp_status = 0  # 0 until response headers went to the client
         self.done = False
         self.flags = "-"  # Envoy-style response flags for the access log (UF, UR, UT …)
-        self.start = server.loop.time()
+        # Durations by perf_counter: uvloop's loop.time() moves in whole milliseconds.
+        self.start = time.perf_counter()
         self.wall_start = time.time()
         self.sent_at = 0.0
         self.timer_key = 0  # a perRequestTimeout deadline is pending (see deadlines.py)
@@ -121,7 +122,7 @@ class ProxyStream:
         """The upstream connection opened our stream and sent the request head: send what is queued."""
         self.up = up
         self.up_sid = sid
-        self.sent_at = self.server.loop.time()
+        self.sent_at = time.perf_counter()
         if self.head_ends_request():
             self.up_end = _ENDED
         elif self.to_up or self.up_end == _ENDING:
@@ -235,7 +236,7 @@ class ProxyStream:
             self._detach_up(_CANCEL)
             self._retry_or_fail(503, grpc.UNAVAILABLE, "upstream unavailable", "URX")
             return
-        service_ms = int((self.server.loop.time() - self.sent_at) * 1000)
+        service_ms = int((time.perf_counter() - self.sent_at) * 1000)
         self._send_head(downstream_response(headers, service_ms), status, ended)
         if ended:
             if code is not None:
@@ -445,7 +446,8 @@ class ProxyStream:
         server.blocked.pop(self, None)
         server.stream_done(self)
         route = self.route
-        elapsed_ms = (server.loop.time() - self.start) * 1000
+        now = time.perf_counter()
+        elapsed_ms = (now - self.start) * 1000
         route.stats.response_time_ms.observe(elapsed_ms)
         log = route.access_log
         if log is not None:
@@ -463,9 +465,7 @@ class ProxyStream:
                     bytes_received=self.bytes_in,
                     bytes_sent=self.bytes_out,
                     duration_ms=int(elapsed_ms),
-                    upstream_service_time_ms=int((server.loop.time() - self.sent_at) * 1000)
-                    if self.sent_at
-                    else None,
+                    upstream_service_time_ms=int((now - self.sent_at) * 1000) if self.sent_at else None,
                     authority=pseudo(self.req_headers, b":authority").decode("latin-1"),
                     upstream_host=str(host) if host is not None else "-",
                 )
