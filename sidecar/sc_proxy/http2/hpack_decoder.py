@@ -31,6 +31,13 @@ _STATIC_LENGTH: Final = HeaderTable.STATIC_TABLE_LENGTH
 _MAX_INTEGER_BYTES: Final = 6
 
 
+#: Huffman-coded strings decoded before (hpack decodes bit by bit in Python). Peers such as nginx send
+#: every response field as a Huffman-coded literal without indexing, the same values over and over.
+_HUFFMAN_SEEN: dict[bytes, bytes] = {}
+_HUFFMAN_MEMORY: Final = 4096
+_HUFFMAN_LONGEST: Final = 128  # bytes coded; at most 4096 x 128 coded bytes (and ~1.6x that decoded) kept
+
+
 def _integer(data: bytes, i: int, value: int) -> tuple[int, int]:
     """The rest of an integer whose prefix (``value``, all ones) ended at ``i``: (value, next index)."""
     start = i - 1
@@ -63,7 +70,14 @@ def _string(data: bytes, i: int) -> tuple[bytes, int]:
         raise HPACKDecodingError("Truncated header block")
     s = data[i:end]
     if first & 0x80:
-        s = decode_huffman(s)
+        plain = _HUFFMAN_SEEN.get(s)
+        if plain is None:
+            plain = decode_huffman(s)
+            if length <= _HUFFMAN_LONGEST:
+                if len(_HUFFMAN_SEEN) >= _HUFFMAN_MEMORY:
+                    _HUFFMAN_SEEN.clear()
+                _HUFFMAN_SEEN[s] = plain
+        s = plain
     return s, end
 
 
