@@ -92,6 +92,8 @@ class FastEncoder(Encoder):
         # The indexed representation of fields seen before: valid until the next insertion renumbers the
         # dynamic table (cleared then). Most fields of a proxy's traffic repeat: one lookup each.
         self._indexed: dict[tuple[bytes, bytes], bytes] = {}
+        # Likewise the name part of literals without indexing, for the names in _NOT_INDEXED.
+        self._unindexed: dict[bytes, bytes] = {}
 
     # h2 sets this when the peer's SETTINGS_HEADER_TABLE_SIZE changes.
     @property
@@ -103,6 +105,7 @@ class FastEncoder(Encoder):
         value = int(value)
         if value != self._max:
             self._indexed.clear()
+            self._unindexed.clear()
             self._max = value
             self._size_updates.append(value)
             self._evict(0)
@@ -126,15 +129,28 @@ class FastEncoder(Encoder):
             # Too big for the table: inserting it empties the table (§4.4).
             self._evict(self._max + 1)
             self._indexed.clear()
+            self._unindexed.clear()
             return
         self._evict(size)
         self._indexed.clear()
+        self._unindexed.clear()
         seq = self._inserted
         self._inserted = seq + 1
         self._entries.append((name, value, size, seq))
         self._size += size
         self._exact[(name, value)] = seq
         self._names[name] = seq
+
+    def _name_part(self, name: bytes, flags: int) -> bytes:
+        """A literal's first byte(s) with the name's index (or a literal name), before its value."""
+        index = _STATIC_NAME.get(name, 0)
+        if not index:
+            seq = self._names.get(name)
+            if seq is not None:
+                index = _STATIC_LENGTH + self._inserted - seq
+        if index:
+            return _integer(index, 4, flags)
+        return _integer(0, 4, flags) + _length(len(name)) + name
 
     def encode(self, headers: Iterable[Any], huffman: bool = False) -> bytes:
         """One header block for ``headers`` (an iterable of 2-tuples, 3-tuples or HeaderTuples of bytes or
@@ -149,6 +165,7 @@ class FastEncoder(Encoder):
         names = self._names
         static_exact = _STATIC_EXACT
         indexed = self._indexed
+        unindexed = self._unindexed
         append = out.append
         for header in headers:
             if type(header) is tuple and len(header) == 2:
@@ -181,6 +198,15 @@ class FastEncoder(Encoder):
                         indexed[key] = rep
                     append(rep)
                     continue
+            if not never and name in _NOT_INDEXED:
+                # A value unique to this message: literal without indexing, its name part remembered.
+                prefix = unindexed.get(name)
+                if prefix is None:
+                    prefix = unindexed[name] = self._name_part(name, 0x00)
+                append(prefix)
+                append(_length(len(value)))
+                append(value)
+                continue
             index = _STATIC_NAME.get(name, 0)
             if not index:
                 seq = names.get(name)
