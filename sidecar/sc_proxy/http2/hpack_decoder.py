@@ -113,7 +113,7 @@ class FastDecoder(Decoder):
                 index = first & 0x7F
                 if index == 0x7F:
                     index, i = _integer(data, i, index)
-                header = entry(index)
+                header = _STATIC[index - 1] if 0 < index <= _STATIC_LENGTH else entry(index)
                 append(header)
                 inflated += 32 + len(header[0]) + len(header[1])
             else:

@@ -23,6 +23,11 @@ _BAD_VALUE: Final = re.compile(rb"[\x00\n\r]")
 _CONNECTION_FIELDS: Final = frozenset(
     {b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
 )
+#: Regular fields (not ``host``, ``te``, nor connection-specific) that passed every check before: clients
+#: send the same ``user-agent``, ``accept`` … on every request. Bounded in number and size.
+_CLEAN: set[tuple[bytes, bytes]] = set()
+_CLEAN_MEMORY: Final = 4096
+_CLEAN_LONGEST: Final = 256
 _PSEUDO: Final = frozenset({b":method", b":scheme", b":authority", b":path", b":status", b":protocol"})
 
 
@@ -34,7 +39,12 @@ def check_request(headers: Iterable[tuple[bytes, bytes]], trailers: bool) -> Non
     method: bytes | None = None
     authority: bytes | None = None
     host: bytes | None = None
-    for name, value in headers:
+    clean = _CLEAN
+    for field in headers:
+        if field in clean:  # a regular field already found valid: only its position matters
+            regular_seen = True
+            continue
+        name, value = field
         if not name:
             raise ProtocolError("Received header name with zero length.")
         if _BAD_NAME.search(name) is not None or name.find(b":", 1) != -1:
@@ -64,10 +74,13 @@ def check_request(headers: Iterable[tuple[bytes, bytes]], trailers: bool) -> Non
             raise ProtocolError(f"Invalid value for TE header: {value!r}")
         if name in _CONNECTION_FIELDS:
             raise ProtocolError(f"Connection-specific header field present: {name!r}.")
-        if name == b"host" and not trailers:
-            if host is not None:
-                raise ProtocolError("Request header block has multiple Host headers.")
-            host = value
+        if name == b"host":
+            if not trailers:
+                if host is not None:
+                    raise ProtocolError("Request header block has multiple Host headers.")
+                host = value
+        elif name != b"te" and len(value) <= _CLEAN_LONGEST and len(clean) < _CLEAN_MEMORY:
+            clean.add((name, value))
     if trailers:
         if pseudo:
             raise ProtocolError(f"Received pseudo-header in trailer {pseudo}")
