@@ -265,7 +265,9 @@ class Network:
         if n > 250 * 250:
             raise HarnessError("out of task addresses")
         address = f"169.254.{1 + n // 250}.{1 + n % 250}"
-        name = f"sc-wp-{self.tag}-{label}"[:60]
+        # The network's own counter in the name: harnesses come and go on one network (a test each), and
+        # a name used again would share /etc/netns files with a namespace being torn down.
+        name = f"sc-wp-{self.tag}-{n}-{label}"[:60]
         self._add_netns(name)
         veth = f"v{n}"
         # Both ends are created directly in their namespaces: the root namespace never sees them.

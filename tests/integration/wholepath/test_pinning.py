@@ -12,6 +12,7 @@ it, and still reaches ``first``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +35,10 @@ def deploy(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
 def served_by(task: Task, url: str) -> str:
     """The pod name the server app reports for one request from ``task`` (fails on any error)."""
     result = task.curl(url, "-f")
-    assert result.returncode == 0, f"{url} from {task.pod}: {result.stderr}"
+    if result.returncode != 0:
+        hosts = Path("/etc/netns", task.netns, "hosts")
+        seen = hosts.read_text() if hosts.exists() else "(no hosts file)"
+        pytest.fail(f"{url} from {task.pod}: {result.stderr}\n{task.netns} hosts:\n{seen}")
     name: str = json.loads(result.stdout)["name"]
     return name
 
