@@ -69,6 +69,8 @@ _FRAME_SIZE: Final = ErrorCodes.FRAME_SIZE_ERROR
 _FLOW: Final = ErrorCodes.FLOW_CONTROL_ERROR
 _CLOSED: Final = ErrorCodes.STREAM_CLOSED
 _HEAD_UNPACK: Final = frames.HEAD.unpack_from
+#: Frames one header block may take (HEADERS and its CONTINUATIONs), as h2 allows.
+_MAX_CONTINUATIONS: Final = 64
 #: Streams we reset whose late frames are still ignored quietly (RFC 9113 §5.1, "closed").
 _RESET_MEMORY: Final = 1024
 
@@ -520,10 +522,14 @@ class Connection:
         cont = self._cont
         if cont is None or cont[0] != sid:
             raise ProtocolError("CONTINUATION without the HEADERS it continues")
-        cont[2].append(payload)
+        pieces = cont[2]
+        pieces.append(payload)
         self._cont_size += len(payload)
         if self._cont_size > self._block_limit:
             raise ProtocolError("a header block too large", ErrorCodes.ENHANCE_YOUR_CALM)
+        if len(pieces) > _MAX_CONTINUATIONS:
+            # Empty CONTINUATION frames add no bytes but cost a frame each (the 2024 "CONTINUATION flood").
+            raise ProtocolError("too many CONTINUATION frames", ErrorCodes.ENHANCE_YOUR_CALM)
         if flags & END_HEADERS:
             self._cont = None
             self._on_header_block(sid, cont[1], b"".join(cont[2]), events)

@@ -211,6 +211,13 @@ def test_a_header_block_interrupted_is_a_connection_error() -> None:
     )
 
 
+def test_a_flood_of_empty_continuation_frames_is_refused() -> None:
+    server = _fresh_server()
+    block = _block(HEAD)
+    flood = [HeadersFrame(1, data=block)] + [ContinuationFrame(1, b"")] * 100
+    assert _goaway_code(server, _raw(*flood)) == ErrorCodes.ENHANCE_YOUR_CALM
+
+
 def test_an_undecodable_header_block_is_a_compression_error() -> None:
     server = _fresh_server()
     # Indexed field 126: beyond the static table, and the dynamic table is empty.
