@@ -210,7 +210,12 @@ class Http1Connection(asyncio.Protocol):
                 self._on_parse_error(ev)
         if self.obuf is not None:
             self._flush()
-        if reader.in_head:
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        """Time the client's partial request head, but only while we read: when the proxy stops reading
+        (pipelined requests backed up), a head left half-read is our delay, not a slow client's."""
+        if self.reader.in_head and not self.read_block:
             if self.header_timer is None:
                 self.header_timer = self.loop.call_later(self.header_timeout, self._on_header_timeout)
         elif self.header_timer is not None:
@@ -296,6 +301,7 @@ class Http1Connection(asyncio.Protocol):
         if not self.read_block and self.transport is not None and not self.closing:
             self.transport.pause_reading()
         self.read_block |= reason
+        self._arm_header_timer()  # stops it
 
     def _unblock_reading(self, reason: int) -> None:
         if not self.read_block & reason:
@@ -303,6 +309,7 @@ class Http1Connection(asyncio.Protocol):
         self.read_block &= ~reason
         if not self.read_block and self.transport is not None and not self.closing:
             self.transport.resume_reading()
+            self._arm_header_timer()  # a full headerTimeoutSeconds again for a head left half-read
 
     def _check_backlog(self) -> None:
         full = len(self.queue) > MAX_PIPELINE or self.backlog_bytes > MAX_BACKLOG_BYTES

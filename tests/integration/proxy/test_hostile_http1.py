@@ -198,6 +198,23 @@ def test_many_pipelined_requests_do_not_grow_without_bound(env: Env) -> None:
     assert_healthy(env)
 
 
+def test_a_head_left_half_read_while_the_proxy_stops_reading_is_not_timed_out(env: Env) -> None:
+    """headerTimeoutSeconds (0.5 s here) measures a slow client, not the proxy's own back-pressure: 20
+    pipelined requests of 200 ms each stop the proxy reading (at most 16 wait) with the next request's
+    head cut in the middle; its end, sent at 0.6 s, is read only when the backlog drains, ~1 s later."""
+    slow = b"GET /delay/200 HTTP/1.1\r\nHost: backend\r\n\r\n"
+    last = b"GET /ok HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((VIP, env.port), timeout=30) as sock:
+        sock.sendall(slow * 20 + last[:20])
+        time.sleep(0.6)
+        sock.sendall(last[20:])
+        data, closed = read_until_close(sock, 30)
+    assert closed
+    assert b"HTTP/1.1 408" not in data
+    assert data.count(b"HTTP/1.1 200 ") == 21
+    assert_healthy(env)
+
+
 _MUTATION_BASES = [
     VALID,
     b"POST /sink HTTP/1.1\r\nHost: backend\r\nContent-Length: 5\r\n\r\nhello",
