@@ -31,15 +31,6 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
 
 
 @pytest.fixture(scope="module")
-def kube(kube_api: KubeAPI) -> Iterator[Kube]:
-    client = kube_api.api_client()
-    try:
-        yield Kube(client)
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
 def scope() -> str:
     return uuid.uuid4().hex[:8]
 

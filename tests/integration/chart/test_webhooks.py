@@ -29,15 +29,6 @@ def scope() -> str:
 
 
 @pytest.fixture(scope="module")
-def kube(kube_api: KubeAPI) -> Iterator[Kube]:
-    client = kube_api.api_client()
-    try:
-        yield Kube(client)
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
 def webhook_server(
     kube_api: KubeAPI,
     controller_manager: Any,
