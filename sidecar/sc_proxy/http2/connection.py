@@ -262,20 +262,23 @@ class Connection:
         if end_stream:
             self._local_end(s)
 
-    def local_flow_control_window(self, stream_id: int) -> int:
-        """How much DATA may be sent on the stream now (the smaller of its window and the connection's)."""
+    def _sendable(self, stream_id: int) -> _Stream:
+        """The stream, open for sending; :class:`StreamClosedError` otherwise."""
         s = self.streams.get(stream_id)
         if s is None or not s.send_open:
             raise StreamClosedError(stream_id)
+        return s
+
+    def local_flow_control_window(self, stream_id: int) -> int:
+        """How much DATA may be sent on the stream now (the smaller of its window and the connection's)."""
+        s = self._sendable(stream_id)
         w = s.out_window
         c = self._conn_out
         return w if w < c else c
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """One DATA frame: ``data`` must fit the windows and the peer's frame size."""
-        s = self.streams.get(stream_id)
-        if s is None or not s.send_open:
-            raise StreamClosedError(stream_id)
+        s = self._sendable(stream_id)
         n = len(data)
         if n > s.out_window or n > self._conn_out or n > self.max_outbound_frame_size:
             raise FlowControlError(
@@ -292,9 +295,7 @@ class Connection:
 
     def end_stream(self, stream_id: int) -> None:
         """END_STREAM alone (an empty DATA frame)."""
-        s = self.streams.get(stream_id)
-        if s is None or not s.send_open:
-            raise StreamClosedError(stream_id)
+        s = self._sendable(stream_id)
         self._out.append(head(0, DATA, END_STREAM, stream_id))
         self._local_end(s)
 
