@@ -9,6 +9,12 @@ One small interface (:class:`Source`: ``start`` / ``close``) with two implementa
   the A/AAAA records of ``name`` with the fixed ``port``. Re-resolved every ``intervalSeconds``; a failed or
   empty resolution keeps the last good set (a DNS hiccup must not empty the cluster; tasks that are really
   gone fail their connections and get ejected by outlier detection).
+
+Warming up: until the first resolution succeeds, it is retried quickly (0.1 s, doubling up to
+``intervalSeconds``). A headless Service's records appear a moment after its first task turns Ready (the
+EndpointSlice, then the cluster DNS, follow), and a client started in that moment would otherwise serve
+its app "no healthy upstream" for a whole interval. ``start`` returns at the first success, so the proxy
+holds ``/ready`` back until then, bounded by the caller (as Envoy warms a cluster before its listeners).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from sc_proxy.cluster import Cluster, Host
 from sc_proxy.config import DnsDiscovery, Endpoint, parse_resolver
 
 log = logging.getLogger("sc_proxy.discovery")
+
+#: The first retry while warming up; later ones double, up to the refresh interval.
+WARMUP_RETRY_SECONDS = 0.1
 
 
 class Source(Protocol):
@@ -129,6 +138,7 @@ class DnsSource:
         self._cfg = cfg
         self._resolver = _make_resolver(cfg)
         self._task: asyncio.Task[None] | None = None
+        self._warm = asyncio.Event()
         self._failing = False
         #: Successful / failed resolutions so far (tests and logs).
         self.successes = 0
@@ -155,15 +165,22 @@ class DnsSource:
         return True
 
     async def _loop(self) -> None:
+        delay = min(WARMUP_RETRY_SECONDS, self._cfg.interval_seconds)
+        while not await self.refresh():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._cfg.interval_seconds)
+        self._warm.set()
         while True:
             await asyncio.sleep(self._cfg.interval_seconds)
             await self.refresh()
 
     async def start(self) -> None:
-        await self.refresh()
+        """Start refreshing; return once a resolution has succeeded (see "Warming up")."""
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        await self._warm.wait()
 
     async def close(self) -> None:
+        self._warm.set()  # a start() still waiting returns
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -29,8 +29,10 @@ from sc_proxy.metrics import REGISTRY, publish_config_version
 
 log = logging.getLogger("sc_proxy")
 
-#: Resolution at start may not hold readiness hostage: after this, serve with what is known.
-INITIAL_DISCOVERY_WAIT = 3.0
+#: How long readiness waits for every endpoint's first successful resolution (retried quickly meanwhile,
+#: see sc_proxy.discovery); after this, serve with what is known. Envoy's initial_fetch_timeout is 15 s; on a
+#: real node the records of a server that just turned Ready appeared within a few seconds.
+INITIAL_DISCOVERY_WAIT = 10.0
 
 
 async def serve(config: ProxyConfig, started: float) -> int:

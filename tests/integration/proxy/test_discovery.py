@@ -145,3 +145,22 @@ def test_proxy_follows_dns(
     wait_for("a few failed resolutions", lambda: dns.queries > queries + 3)
     assert {_tag_of(alias_port) for _ in range(4)} == {b"b"}
     assert "keeping 1 known hosts" in proxy.output()
+
+
+async def test_start_retries_quickly_until_the_first_records_appear(dns: LocalDns) -> None:
+    """A client started just after its server turned Ready gets NXDOMAIN for a moment (seen on a real
+    node): start() keeps trying at short intervals, not once per refresh interval, and returns with the
+    hosts as soon as the records exist."""
+    cluster = Cluster("backend")
+    source = DnsSource(
+        cluster, DnsDiscovery(name=SVC, srv_name=SRV_NAME, resolver=dns.resolver, interval_seconds=30)
+    )
+    started = asyncio.get_running_loop().create_task(source.start())
+    try:
+        await _until(lambda: source.failures >= 2)  # NXDOMAIN, retried well before the 30 s interval
+        assert not started.done()
+        dns.set(srv={SRV_NAME: [("a." + SVC, 15080)]}, a={"a." + SVC: ["10.1.0.1"]})
+        await asyncio.wait_for(started, 5)
+        assert cluster.hosts == (Host("10.1.0.1", 15080),)
+    finally:
+        await source.close()
