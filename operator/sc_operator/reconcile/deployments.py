@@ -53,8 +53,14 @@ def definition_hash(spec: ConnectServiceSpec) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def deployment_name(service: str, def_hash: str, sequence: int) -> str:
-    digest = hashlib.sha256(f"{def_hash}:{sequence}".encode()).hexdigest()[:10]
+def deployment_name(service: str, service_uid: str, def_hash: str, sequence: int) -> str:
+    """The ConnectDeployment's name, which its ConfigMap and pods carry too.
+
+    The ConnectService's UID is part of it: a service deleted and created again under the same name
+    starts again at sequence 1 but may pin other endpoints, and the kubelet keeps serving an immutable
+    ConfigMap it has read under a name (it stops watching immutable objects), so a name must never come
+    back with other content."""
+    digest = hashlib.sha256(f"{service_uid}:{def_hash}:{sequence}".encode()).hexdigest()[:10]
     return f"{service[: 253 - 11]}-{digest}"
 
 
@@ -134,7 +140,7 @@ def create_rollout(
 ) -> Rollout:
     """Create (or adopt, when it exists already) the ConnectDeployment for ``spec`` at ``sequence``."""
     meta = service["metadata"]
-    name = deployment_name(meta["name"], spec.task_definition_hash, sequence)
+    name = deployment_name(meta["name"], meta["uid"], spec.task_definition_hash, sequence)
     size = (registry.service_count, registry.task_count) if registry is not None else (0, 0)
     body: Obj = {
         "apiVersion": API_VERSION,

@@ -57,6 +57,31 @@ def test_deleting_a_service_deregisters_it_and_removes_its_children(
     assert children(kube, namespace, "stays")["deployments"] == 1
 
 
+def test_a_service_created_again_under_its_name_gets_new_configmap_names(
+    operator: OperatorProcess, kube: Kube, namespace: str, connect_namespace: str, kubelet: Kubelet
+) -> None:
+    """`kubectl delete -f` then `kubectl apply -f` of the same service: the new rollout pins what the
+    namespace holds now, so its immutable ConfigMap must not come back under the old name — a kubelet
+    that read the old one keeps serving its cached content to new pods (found on a real node)."""
+    names: list[str] = []
+    for _ in range(2):
+        kube.create(CONNECT_SERVICES, service_body("again", namespace, connect_namespace), namespace)
+        assert wait_for("again judged", lambda: accepted(kube, namespace, "again"))["status"] == "True"
+        (cm,) = wait_for(
+            "its ConfigMap",
+            lambda: kube.list(CONFIGMAPS, namespace, {"serviceconnect.dev/service": "again"}) or None,
+        )
+        names.append(cm["metadata"]["name"])
+        kube.delete(CONNECT_SERVICES, "again", namespace)
+        wait_for("again deleted", lambda: kube.get_or_none(CONNECT_SERVICES, "again", namespace) is None)
+        wait_for(
+            "its ConfigMap collected",
+            lambda: not kube.list(CONFIGMAPS, namespace, {"serviceconnect.dev/service": "again"}),
+            timeout=60,
+        )
+    assert names[0] != names[1], names
+
+
 def test_connect_namespace_is_held_while_in_use(
     operator: OperatorProcess, kube: Kube, namespace: str, crds_installed: list[str]
 ) -> None:
