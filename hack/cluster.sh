@@ -510,7 +510,7 @@ clean_chains() { # clean_chains iptables|ip6tables: flush and delete KUBE-*/CNI-
 
 status() {
   if alive kube-apiserver && node_ready; then
-    log "up: node $node Ready; $(kc version -o json 2>/dev/null | grep -m1 gitVersion | tr -d ' ",')"
+    log "up: node $node Ready; Kubernetes $(kc get --raw /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')"
   else
     log "not running"
     return 1

@@ -1,12 +1,15 @@
-"""kind end to end: a real cluster, the real images, the chart installed with helm.
+"""End to end on a real cluster: the real images, the chart installed with helm, pods on a real kubelet.
 
-Needs docker (with a running engine), kind, and kubectl/helm (hack/tools.sh). Where one is missing the
-tests are skipped with the reason; with SC_E2E=1 (hack/kind-e2e.sh sets it) they fail instead, because
-then the run was asked for.
-
-- SC_E2E_CLUSTER: kind cluster name (default sc-e2e); created if missing, deleted afterwards if the
-  session created it, unless SC_E2E_KEEP=1.
-- SC_E2E_SKIP_BUILD=1: use the images already loaded into the cluster (tag SC_E2E_TAG, default e2e).
+Which cluster (hack/e2e.sh chooses and says so):
+- SC_E2E_KUBECONFIG: the cluster that kubeconfig points at — the single-node cluster of hack/cluster.sh
+  on this machine, or any other. The images must already be on its nodes (SC_E2E_TAG names them;
+  hack/build-images.sh builds and loads them).
+- otherwise kind, where docker (with a running engine) and kind are installed: SC_E2E_CLUSTER (default
+  sc-e2e) is created if missing and deleted afterwards if the session created it, unless SC_E2E_KEEP=1;
+  the images are built and loaded by hack/build-images.sh --load kind.
+Where neither is given the tests are skipped with the reason; with SC_E2E=1 (hack/e2e.sh sets it) they
+fail instead, because then the run was asked for. A KUBECONFIG in the environment is never used by
+itself: running these tests against a cluster must be asked for by name.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,8 +31,8 @@ from support.kindenv import (
     RELEASE,
     RELEASE_NS,
     Cluster,
+    Images,
     Release,
-    Tools,
     flag,
     missing,
     run,
@@ -37,91 +41,81 @@ from support.kubectl import Kubectl
 
 
 @pytest.fixture(scope="session")
-def tools() -> Tools:
+def bin_dir() -> Path:
+    try:
+        return find_tools()
+    except Unavailable as exc:
+        missing(f"no kubectl/helm: {exc}")
+
+
+def _kind_tools() -> tuple[str, str]:
     docker, kind = shutil.which("docker"), shutil.which("kind")
-    if docker is None:
-        missing("no docker CLI on PATH: the kind e2e tests need docker with a running engine")
-    if kind is None:
-        missing("no kind on PATH: install kind (https://kind.sigs.k8s.io) to run the e2e tests")
+    if docker is None or kind is None:
+        missing(
+            "no cluster to run on: set SC_E2E_KUBECONFIG (hack/e2e.sh does, with the local node of "
+            "hack/cluster.sh), or install docker and kind"
+        )
     try:
         info = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=30, check=False)
     except subprocess.TimeoutExpired:
         missing("docker info timed out: the docker engine is not answering")
     if info.returncode != 0:
         missing(f"the docker engine is not running: {info.stderr.strip()[:200]}")
-    try:
-        bin_dir = find_tools()
-    except Unavailable as exc:
-        missing(f"no kubectl/helm: {exc}")
-    return Tools(docker, kind, bin_dir / "kubectl", bin_dir / "helm")
+    return docker, kind
 
 
 @pytest.fixture(scope="session")
-def cluster(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    given = os.environ.get("SC_E2E_KUBECONFIG")
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            missing(f"SC_E2E_KUBECONFIG={given} is not a file")
+        yield Cluster("kubeconfig", path, kind=None)
+        return
+    _, kind = _kind_tools()
     name = os.environ.get("SC_E2E_CLUSTER", "sc-e2e")
-    existing = run(tools.kind, "get", "clusters").stdout.split()
-    created = name not in existing
+    created = name not in run(kind, "get", "clusters").stdout.split()
     if created:
-        run(
-            tools.kind,
-            "create",
-            "cluster",
-            "--name",
-            name,
-            "--config",
-            "-",
-            "--wait",
-            "180s",
-            input=KIND_CONFIG,
-        )
+        run(kind, "create", "cluster", "--name", name, "--config", "-", "--wait", "180s", input=KIND_CONFIG)
     kubeconfig = tmp_path_factory.mktemp("kind") / "kubeconfig"
-    kubeconfig.write_text(run(tools.kind, "get", "kubeconfig", "--name", name).stdout)
+    kubeconfig.write_text(run(kind, "get", "kubeconfig", "--name", name).stdout)
     kubeconfig.chmod(0o600)
     try:
-        yield Cluster(name, kubeconfig)
+        yield Cluster(name, kubeconfig, kind=kind)
     finally:
         if created and not flag("SC_E2E_KEEP"):
-            subprocess.run([tools.kind, "delete", "cluster", "--name", name], timeout=300, check=False)
+            subprocess.run([kind, "delete", "cluster", "--name", name], timeout=300, check=False)
 
 
 @pytest.fixture(scope="session")
-def image_tag(tools: Tools, cluster: Cluster) -> str:
-    """Build both images from the repository and load them into the kind nodes."""
-    tag = os.environ.get("SC_E2E_TAG", "e2e")
-    if not flag("SC_E2E_SKIP_BUILD"):
-        for image, dockerfile in (
-            (OPERATOR_IMAGE, "operator/Dockerfile"),
-            (PROXY_IMAGE, "sidecar/Dockerfile"),
-        ):
-            run(
-                tools.docker,
-                "build",
-                "-f",
-                str(REPO / dockerfile),
-                "-t",
-                f"{image}:{tag}",
-                str(REPO),
-                timeout=1200,
-            )
-            run(tools.kind, "load", "docker-image", "--name", cluster.name, f"{image}:{tag}", timeout=600)
-    return tag
+def images(cluster: Cluster) -> Images:
+    """The operator, proxy, nginx and client images on the cluster's nodes (hack/build-images.sh)."""
+    tag = os.environ.get("SC_E2E_TAG", "")
+    if not flag("SC_E2E_SKIP_BUILD") or not tag:
+        load = "kind" if cluster.kind else os.environ.get("SC_E2E_LOAD", "none")
+        env = {**os.environ, "SC_KIND_CLUSTER": cluster.name} if cluster.kind else None
+        tag = run(
+            str(REPO / "hack" / "build-images.sh"), "--load", load, timeout=1800, env=env
+        ).stdout.strip()
+    return Images(tag)
 
 
 @pytest.fixture(scope="session")
-def kubectl(tools: Tools, cluster: Cluster) -> Kubectl:
-    return Kubectl(tools.kubectl, cluster.kubeconfig)
+def kubectl(bin_dir: Path, cluster: Cluster) -> Kubectl:
+    return Kubectl(bin_dir / "kubectl", cluster.kubeconfig)
 
 
 @pytest.fixture(scope="session")
-def release(tools: Tools, cluster: Cluster, image_tag: str) -> Release:
+def release(bin_dir: Path, cluster: Cluster, images: Images) -> Release:
     """`helm install` of the chart with the freshly built images; waits until the operator is ready."""
-    helm = Helm(tools.helm)
+    helm = Helm(bin_dir / "helm")
     helm.run(
         "upgrade", "--install", RELEASE, str(CHART),
         "--namespace", RELEASE_NS, "--create-namespace", "--wait", "--timeout", "5m",
         "--kubeconfig", str(cluster.kubeconfig),
-        "--set", f"image.repository={OPERATOR_IMAGE}", "--set", f"image.tag={image_tag}",
-        "--set", f"proxy.image.repository={PROXY_IMAGE}", "--set", f"proxy.image.tag={image_tag}",
+        "--set", f"image.repository={OPERATOR_IMAGE}", "--set", f"image.tag={images.tag}",
+        "--set", f"proxy.image.repository={PROXY_IMAGE}", "--set", f"proxy.image.tag={images.tag}",
         timeout=600,
     )  # fmt: skip
     return Release(RELEASE, RELEASE_NS, helm, cluster.kubeconfig)
