@@ -22,7 +22,8 @@ RENDER_RULES: dict[str, str] = {
     RULE_LISTENER_COLLISION: "in the no-privilege (listeners) interception mode a task may not bind a "
     "client-alias port it must reach",
     RULE_HOSTNAME: "hostname becomes the pod's hostname and must be a DNS label",
-    RULE_INGRESS_OVERRIDE: "ingressPortOverride may not be a containerPort of the task",
+    RULE_INGRESS_OVERRIDE: "ingressPortOverride may not be a containerPort of the task, nor another "
+    "service's ingressPortOverride",
 }
 
 
@@ -64,12 +65,16 @@ def listener_collisions(inputs: RenderInputs) -> list[Violation]:
 
 
 def ingress_override_collisions(inputs: RenderInputs) -> list[Violation]:
-    """An ingressPortOverride is a port the proxy binds; it may not be a port the task binds itself."""
+    """An ingressPortOverride is a port the proxy binds; it may not be a port the task binds itself, nor
+    the override of another of the service's endpoints (the proxy cannot bind one port twice)."""
     task = {port: where for port, where in inputs.task_ports()}
+    overrides: dict[int, str] = {}
     out = []
     for served in inputs.served():
         port = served.ingress_port_override
-        if port and port in task:
+        if not port:
+            continue
+        if port in task:
             out.append(
                 Violation(
                     RULE_INGRESS_OVERRIDE,
@@ -78,6 +83,16 @@ def ingress_override_collisions(inputs: RenderInputs) -> list[Violation]:
                     f"{task[port]}.containerPort: the proxy and the application cannot both listen on it",
                 )
             )
+        elif port in overrides:
+            out.append(
+                Violation(
+                    RULE_INGRESS_OVERRIDE,
+                    f"{served.field}.ingressPortOverride",
+                    f"ingressPortOverride {port} is also {overrides[port]}.ingressPortOverride: the proxy "
+                    "cannot listen on one port for two endpoints",
+                )
+            )
+        overrides.setdefault(port, served.field)
     return out
 
 

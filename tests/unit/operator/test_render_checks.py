@@ -64,6 +64,29 @@ def test_ingress_override_on_a_task_port_is_refused() -> None:
     assert "portMappings[0].containerPort" in v.message
 
 
+def test_two_endpoints_may_not_share_an_ingress_override() -> None:
+    """The proxy binds each override once: a second endpoint on the same port is refused at render time,
+    naming both, instead of the rendering failing half-way (found by test_every_rendering_is_valid)."""
+    spec = with_container(
+        NGINX_SPEC,
+        portMappings=[
+            {"name": "nginx", "containerPort": 80, "appProtocol": "http"},
+            {"name": "admin", "containerPort": 8080, "appProtocol": "http"},
+        ],
+    )
+    spec["serviceConnectConfiguration"] = {
+        "enabled": True,
+        "services": [
+            {"portName": "nginx", "clientAliases": [{"port": 80}], "ingressPortOverride": 15000},
+            {"portName": "admin", "clientAliases": [{"port": 8080}], "ingressPortOverride": 15000},
+        ],
+    }
+    [v] = render_violations(make_inputs(spec))
+    assert v.rule == RULE_INGRESS_OVERRIDE
+    assert v.field == "spec.serviceConnectConfiguration.services[1].ingressPortOverride"
+    assert "services[0].ingressPortOverride" in v.message
+
+
 def test_hostname_must_be_a_dns_label() -> None:
     [v] = render_violations(make_inputs(with_container(NGINX_SPEC, hostname="Web_1")))
     assert v.rule == RULE_HOSTNAME
