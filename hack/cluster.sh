@@ -446,10 +446,10 @@ down() {
     "$kbin/kube-proxy" --cleanup --v=0 >/dev/null 2>&1 || true
   fi
   for p in coredns kube-scheduler kube-controller-manager kube-apiserver containerd etcd; do stop_pid "$p"; done
-  # Whatever a crash left: shims and containers of our containerd, then processes from our binaries.
+  # Whatever a crash left: shims of our containerd, then any process that names our state directory
+  # (each of ours does, in a flag). Never by binary: the integration tests run the same binaries.
   pkill -9 -f "containerd-shim-runc-v2 .*-address $containerd_sock" 2>/dev/null || true
-  if [ -n "$kbin" ]; then pkill -9 -f "^$kbin/" 2>/dev/null || true; fi
-  pkill -9 -f "containerd --config $state/containerd/config.toml" 2>/dev/null || true
+  pkill -9 -f -- "$state/" 2>/dev/null || true
 
   # Mounts under our directories and the CNI network namespaces, deepest first.
   local m
