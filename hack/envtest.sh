@@ -2,24 +2,38 @@
 # Provide etcd, kube-apiserver and kube-controller-manager for integration tests and print
 # the directory that holds them (the envtest convention: KUBEBUILDER_ASSETS).
 #
+#   hack/envtest.sh [--check]            the current Kubernetes (`hack/kube.sh --version`: v1.37.2)
+#   hack/envtest.sh --oldest [--check]   the oldest Kubernetes we support (1.20)
+#
+# Current version:
 # - If KUBEBUILDER_ASSETS holds etcd and kube-apiserver, print it and stop (setup-envtest's
 #   directories have no kube-controller-manager; the tests that need it say so).
-# - Otherwise build kube-apiserver and kube-controller-manager once from Debian's `kubernetes`
-#   source package and cache them outside the repository (SC_ENVTEST_CACHE, default
+# - Otherwise hand over to hack/kube.sh, which builds the current Kubernetes and etcd from Go
+#   modules once (15-25 minutes on two cores) and caches them in ~/.cache/serviceconnect-kube.
+#
+# Oldest version (--oldest; KUBEBUILDER_ASSETS is ignored here, so a caller can hold both):
+# - If SC_ENVTEST_OLDEST_ASSETS holds etcd and kube-apiserver, print it and stop.
+# - Otherwise build kube-apiserver and kube-controller-manager 1.20 once from Debian's
+#   `kubernetes` source package and cache them outside the repository (SC_ENVTEST_CACHE, default
 #   ~/.cache/serviceconnect-envtest); etcd is Debian's etcd-server. The first build takes
-#   five to ten minutes on two cores; later calls print the cached directory at once.
-# - With --check, never build: print the cached directory or exit 1 (the test fixtures use this).
+#   five to ten minutes on two cores and needs root; later calls print the cached directory.
+#
+# With --check, never build: print the directory or exit 1 (the test fixtures use this).
 #
 # Progress goes to stderr; stdout carries only the directory, so callers can do
 #   export KUBEBUILDER_ASSETS=$(hack/envtest.sh)
 set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 check_only=false
-case "${1:-}" in
-  --check) check_only=true ;;
-  "") ;;
-  *) printf 'usage: %s [--check]\n' "$0" >&2; exit 2 ;;
-esac
+oldest=false
+for arg in "$@"; do
+  case "$arg" in
+    --check) check_only=true ;;
+    --oldest) oldest=true ;;
+    *) printf 'usage: %s [--oldest] [--check]\n' "$0" >&2; exit 2 ;;
+  esac
+done
 
 need=(etcd kube-apiserver kube-controller-manager)
 
@@ -30,13 +44,23 @@ have_all() {
 
 log() { printf 'envtest: %s\n' "$*" >&2; }
 
-if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ] \
-  && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ]; then
-  [ -x "$KUBEBUILDER_ASSETS/kube-controller-manager" ] \
-    || log "note: $KUBEBUILDER_ASSETS has no kube-controller-manager; rollout tests will not run"
-  printf '%s\n' "$KUBEBUILDER_ASSETS"
-  exit 0
+# A directory given from outside: used as it is if it holds etcd and kube-apiserver.
+given() {
+  local dir=$1
+  [ -n "$dir" ] && [ -x "$dir/etcd" ] && [ -x "$dir/kube-apiserver" ] || return 1
+  [ -x "$dir/kube-controller-manager" ] \
+    || log "note: $dir has no kube-controller-manager; rollout tests will not run"
+  printf '%s\n' "$dir"
+}
+
+if ! $oldest; then
+  given "${KUBEBUILDER_ASSETS:-}" && exit 0
+  if $check_only; then exec "$root/hack/kube.sh" --check; fi
+  exec "$root/hack/kube.sh"
 fi
+
+# The oldest supported version: Kubernetes 1.20 from Debian's source package.
+given "${SC_ENVTEST_OLDEST_ASSETS:-}" && exit 0
 
 cache=${SC_ENVTEST_CACHE:-${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/serviceconnect-envtest}
 bin="$cache/bin"
@@ -45,12 +69,12 @@ if have_all "$bin"; then
   exit 0
 fi
 if $check_only; then
-  log "not built yet: run hack/envtest.sh (or set KUBEBUILDER_ASSETS)"
+  log "Kubernetes 1.20 is not built yet: run hack/envtest.sh --oldest (or set SC_ENVTEST_OLDEST_ASSETS)"
   exit 1
 fi
 
 if [ "$(id -u)" != 0 ]; then
-  log "building needs root (apt-get); or set KUBEBUILDER_ASSETS to a directory with ${need[*]}"
+  log "building needs root (apt-get); or set SC_ENVTEST_OLDEST_ASSETS to a directory with ${need[*]}"
   exit 1
 fi
 

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Run the tests: ruff, mypy (strict, on our packages) and pytest over tests/.
-# Extra arguments go to pytest, e.g.  hack/test.sh tests/unit  or  hack/test.sh -k crds
+# Run the tests: ruff, mypy (strict, on our packages) and pytest over tests/ against the current
+# Kubernetes, then pytest once more over the version-sensitive tests (marker `oldest_k8s`) against the
+# oldest Kubernetes we support (1.20). Extra arguments go to the first pytest run, e.g.
+#   hack/test.sh tests/unit      hack/test.sh -k crds
+#
+# Each run alone:
+#   SC_SKIP_OLDEST=1 hack/test.sh [pytest args]    lint, mypy and the current Kubernetes only
+#   hack/test.sh --oldest-only [pytest args]       only the oldest run (args go to it; default -m oldest_k8s)
 #
 # It prepares what the tests need first: .venv with the project and its [test] extra, the
-# envtest binaries (KUBEBUILDER_ASSETS, from hack/envtest.sh; the first build takes 5-10
-# minutes and needs root) and kubectl/helm (SC_TOOLS_DIR, from hack/tools.sh). Where one of
-# those cannot be had, the tests that need it are skipped with the reason, except under
-# CI=true, where that is an error. SC_SKIP_ENVTEST=1 skips preparing the API server binaries
-# (for running the unit layer on a machine where the first build is not wanted).
+# envtest binaries (KUBEBUILDER_ASSETS: hack/envtest.sh for the current Kubernetes, built once from Go
+# modules by hack/kube.sh in 15-25 minutes; hack/envtest.sh --oldest for 1.20, built once from Debian's
+# source package in 5-10 minutes, which needs root) and kubectl/helm (SC_TOOLS_DIR, from hack/tools.sh).
+# Where one of those cannot be had, the tests that need it are skipped with the reason (and the oldest
+# run is left out), except under CI=true, where that is an error. SC_SKIP_ENVTEST=1 skips preparing
+# the API server binaries (for running the unit layer on a machine where the first build is not wanted)
+# and the oldest run with them.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -17,19 +25,50 @@ source hack/lib/venv.sh
 ci=false
 case "${CI:-}" in 1 | true | yes) ci=true ;; esac
 
+oldest_only=false
+if [ "${1:-}" = "--oldest-only" ]; then
+  oldest_only=true
+  shift
+fi
+# The oldest Kubernetes we claim to support; the oldest run fails if its server is another version.
+oldest_version=v1.20
+
 ensure_venv test
 
-if [ -z "${SC_SKIP_ENVTEST:-}" ]; then
-  if ! [ -x "${KUBEBUILDER_ASSETS:-/nonexistent}/kube-apiserver" ] && ! hack/envtest.sh --check >/dev/null 2>&1; then
-    printf 'test: building the envtest API server once (5-10 minutes; cached afterwards)\n' >&2
+# prepare WHAT: run hack/envtest.sh ARGS and print its directory; where that fails, fail under CI
+# and otherwise print nothing (the tests that need the server skip with the reason).
+prepare() {
+  local what=$1 dir
+  shift
+  if ! hack/envtest.sh "$@" --check >/dev/null 2>&1; then
+    printf 'test: building %s once (cached afterwards)\n' "$what" >&2
   fi
-  if assets=$(hack/envtest.sh); then
-    export KUBEBUILDER_ASSETS=$assets
+  if dir=$(hack/envtest.sh "$@"); then
+    printf '%s\n' "$dir"
   elif $ci; then
-    echo "test: hack/envtest.sh failed; CI needs the real API server" >&2
-    exit 1
+    printf 'test: hack/envtest.sh %s failed; CI needs the real API server (%s)\n' "$*" "$what" >&2
+    return 1
   else
-    echo "test: no envtest binaries; integration tests against the API server will be skipped" >&2
+    printf 'test: no %s; the tests against it will be skipped\n' "$what" >&2
+  fi
+}
+
+current=""
+oldest=""
+if [ -z "${SC_SKIP_ENVTEST:-}" ]; then
+  if ! $oldest_only; then
+    current=$(prepare "the current Kubernetes (hack/kube.sh: 15-25 minutes)") || exit 1
+  fi
+  if [ -z "${SC_SKIP_OLDEST:-}" ]; then
+    oldest=$(prepare "Kubernetes 1.20 (5-10 minutes, needs root)" --oldest) || exit 1
+  fi
+fi
+if [ -n "$current" ]; then
+  export KUBEBUILDER_ASSETS=$current
+  # When it is hack/kube.sh's build, the server must be the version its pins name.
+  if [ "$current" = "$(hack/kube.sh --check 2>/dev/null)" ]; then
+    export SC_EXPECT_KUBE_VERSION
+    SC_EXPECT_KUBE_VERSION=$(hack/kube.sh --version)
   fi
 fi
 if tools=$(hack/tools.sh); then
@@ -46,18 +85,41 @@ step() {
   printf '\n== %s\n' "$*"
   "$@" || { rc=$?; printf '== %s: exit %s\n' "$1" "$rc"; status=1; }
 }
-step "$VENV/bin/ruff" check .
-step "$VENV/bin/ruff" format --check .
-step "$VENV/bin/mypy"
-printf '\n== pytest\n'
-set +e
-"$VENV/bin/pytest" -q "$@"
-rc=$?
-set -e
-if [ "$rc" -eq 5 ]; then
-  echo "test: pytest collected no tests; that is a failure, not a pass" >&2
+# pytest_run TITLE ARGS...: pytest -q ARGS; exit 5 (nothing collected) is a failure, not a pass.
+pytest_run() {
+  local title=$1 rc started=$SECONDS
+  shift
+  printf '\n== pytest%s\n' "$title"
+  set +e
+  "$VENV/bin/pytest" -q "$@"
+  rc=$?
+  set -e
+  if [ "$rc" -eq 5 ]; then
+    echo "test: pytest collected no tests; that is a failure, not a pass" >&2
+  fi
+  printf '== pytest%s: exit %s after %s s\n' "$title" "$rc" "$((SECONDS - started))"
+  [ "$rc" -eq 0 ] || status=1
+}
+
+if ! $oldest_only; then
+  step "$VENV/bin/ruff" check .
+  step "$VENV/bin/ruff" format --check .
+  step "$VENV/bin/mypy"
+  pytest_run "${SC_EXPECT_KUBE_VERSION:+ (Kubernetes $SC_EXPECT_KUBE_VERSION)}" "$@"
+  set -- # the arguments were the first run's
 fi
-[ "$rc" -eq 0 ] || status=1
+
+# The version-sensitive tests again, against the oldest supported Kubernetes.
+if [ -n "$oldest" ]; then
+  KUBEBUILDER_ASSETS=$oldest SC_EXPECT_KUBE_VERSION=$oldest_version \
+    pytest_run " (oldest Kubernetes, $oldest_version: -m oldest_k8s)" -m oldest_k8s "$@"
+elif $oldest_only; then
+  echo "test: --oldest-only, but no binaries for the oldest Kubernetes ($oldest_version)" >&2
+  status=1
+elif [ -z "${SC_SKIP_ENVTEST:-}${SC_SKIP_OLDEST:-}" ]; then
+  echo "test: the run against the oldest Kubernetes ($oldest_version) was left out: no binaries" >&2
+fi
+
 if [ "$status" -ne 0 ]; then
   echo "test: FAILED (see the sections above)" >&2
 fi

@@ -1,6 +1,11 @@
-"""Fixtures for a real Kubernetes API server (etcd + kube-apiserver 1.20) shared by a test session.
+"""Fixtures for a real Kubernetes API server (etcd + kube-apiserver) shared by a test session.
 
-- `kube_api`: the running server (URL, admin token, kubeconfig, `api_client()` factory).
+The binaries are KUBEBUILDER_ASSETS (hack/test.sh: the current Kubernetes, then the oldest supported one
+for the tests marked `oldest_k8s`). SC_EXPECT_KUBE_VERSION (say "v1.20" or "v1.37.2"), when set, is the
+version the server must be: hack/test.sh sets it so that a run meant for one version cannot silently
+test another.
+
+- `kube_api`: the running server (URL, admin token, kubeconfig, `api_client()` factory, `version`).
 - `controller_manager`: also run kube-controller-manager (ReplicaSets, Pods, garbage collection).
 - `kubectl`: the kubectl from hack/tools.sh aimed at `kube_api`.
 - `namespace`: a fresh Kubernetes namespace for one test, deleted afterwards.
@@ -14,6 +19,7 @@ they fail: CI must prove they ran.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,11 +44,23 @@ def envtest_assets() -> Path:
         unavailable(f"no kube-apiserver/etcd: {exc}")
 
 
+def _is_version(git_version: str, expected: str) -> bool:
+    """Whether ``git_version`` is ``expected``: v1.20.2 is v1.20 and v1.20.2, not v1.2."""
+    want = expected if expected.startswith("v") else f"v{expected}"
+    return git_version == want or git_version.startswith((f"{want}.", f"{want}-", f"{want}+"))
+
+
 @pytest.fixture(scope="session")
 def envtest(envtest_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnvTest]:
     env = EnvTest(envtest_assets, tmp_path_factory.mktemp("envtest"))
     try:
         env.start()
+        expected = os.environ.get("SC_EXPECT_KUBE_VERSION", "")
+        if expected and not _is_version(env.git_version, expected):
+            binary = envtest_assets / "kube-apiserver"
+            pytest.fail(
+                f"{binary} is {env.git_version}, not {expected} (SC_EXPECT_KUBE_VERSION)", pytrace=False
+            )
         yield env
     finally:
         env.stop()

@@ -1,4 +1,5 @@
-"""The README's first command, end to end: `hack/demo.sh --once` sets up, shows, sends traffic, cleans up.
+"""The network-namespace demo, end to end: `hack/demo.sh --netns --once` sets up, shows, sends traffic,
+cleans up.
 
 The demo runs the operator as a real process: both example ConnectServices must be accepted by it and
 materialised as Deployments, immutable ConfigMaps and nginx's headless Service. Where network namespaces
@@ -39,7 +40,7 @@ def _processes_mentioning(text: str) -> list[str]:
 def run_demo(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     """hack/demo.sh ARGS; if it hangs, SIGTERM it (the demo cleans up on SIGTERM) and fail with its output."""
     proc = subprocess.Popen(
-        [str(REPO / "hack" / "demo.sh"), *args],
+        [str(REPO / "hack" / "demo.sh"), "--netns", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,14 +1,17 @@
-"""A real etcd + kube-apiserver 1.20 (and kube-controller-manager on demand) on loopback.
+"""A real etcd + kube-apiserver (and kube-controller-manager on demand) on loopback.
 
-The binaries come from `hack/envtest.sh` (or `KUBEBUILDER_ASSETS`); kubectl and helm from
-`hack/tools.sh`. Everything listens on free 127.0.0.1 ports and lives in one temporary
-directory, so several test sessions can run side by side on one machine.
+The binaries come from `hack/envtest.sh` (or `KUBEBUILDER_ASSETS`): the current Kubernetes by
+default, the oldest supported one (1.20) with `hack/envtest.sh --oldest`. Which one it is comes from
+`kube-apiserver --version`, and the flags follow it: the ones removed since 1.20 are passed to old
+servers only. kubectl and helm come from `hack/tools.sh`. Everything listens on free 127.0.0.1 ports
+and lives in one temporary directory, so several test sessions can run side by side on one machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import ssl
 import subprocess
@@ -27,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Enough for Deployments to become ReplicaSets and Pods, for owner-reference garbage collection,
 # for Pods to pass the ServiceAccount admission plugin, and for namespaces to really go away.
+# These are 1.20's names; current versions call them deployment-controller, garbage-collector-controller,
+# ... (since 1.28) and still accept these as aliases.
 CONTROLLERS = (
     "deployment",
     "replicaset",
@@ -39,6 +44,10 @@ CONTROLLERS = (
 )
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+
+#: The first version without the insecure ports (kube-apiserver --insecure-port, kube-controller-manager
+#: --port): passing those flags to it is an error.
+NO_INSECURE_PORT_VERSION = (1, 24)
 
 
 class Unavailable(Exception):
@@ -69,6 +78,20 @@ def find_assets() -> Path:
     return _run_hack("envtest.sh", "--check")
 
 
+def binary_version(binary: Path) -> tuple[str, tuple[int, int]]:
+    """``binary --version`` ("Kubernetes v1.37.2") as the git version and (major, minor)."""
+    try:
+        out = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Unavailable(f"{binary} --version failed: {exc}") from exc
+    match = re.search(r"\bv(\d+)\.(\d+)\.\S*", out.stdout)
+    if out.returncode != 0 or match is None:
+        raise Unavailable(f"{binary} --version said {(out.stdout + out.stderr).strip()!r}")
+    return match.group(0), (int(match.group(1)), int(match.group(2)))
+
+
 def find_tools() -> Path:
     """The directory with kubectl and helm (SC_TOOLS_DIR, or extracted once by hack/tools.sh)."""
     return _run_hack("tools.sh")
@@ -91,6 +114,9 @@ class KubeAPI:
     kubeconfig: Path
     certs: CertFiles = field(repr=False)
     workdir: Path
+    #: What the binary says it is (`kube-apiserver --version`): ("v1.37.2", (1, 37)).
+    git_version: str = ""
+    version: tuple[int, int] = (0, 0)
 
     def api_client(self) -> Any:
         """A fresh `kubernetes.client.ApiClient` for this server (close it when done)."""
@@ -177,9 +203,21 @@ def start_etcd(assets: Path, workdir: Path) -> tuple[Proc, str]:
 
 
 def start_apiserver(
-    assets: Path, workdir: Path, etcd_url: str, certs: CertFiles, token: str
+    assets: Path,
+    workdir: Path,
+    etcd_url: str,
+    certs: CertFiles,
+    token: str,
+    version: tuple[int, int] | None = None,
 ) -> tuple[Proc, str]:
-    """Start kube-apiserver with token auth and RBAC; return it and its URL once /readyz is ok."""
+    """Start kube-apiserver with token auth and RBAC; return it and its URL once /readyz is ok.
+
+    ``version`` is the binary's (major, minor), read from ``--version`` when not given.
+    """
+    if version is None:
+        version = binary_version(assets / "kube-apiserver")[1]
+    # Before 1.24 there is an unauthenticated insecure port (127.0.0.1:8080 on 1.20); 0 turns it off.
+    old_flags = ["--insecure-port=0"] if version < NO_INSECURE_PORT_VERSION else []
     tokens = workdir / "tokens.csv"
     tokens.write_text(f'{token},admin,admin-uid,"system:masters"\n')
     tokens.chmod(0o600)
@@ -194,8 +232,11 @@ def start_apiserver(
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # Nothing reaches this server through the `kubernetes` Service, and current versions
+                # refuse to publish a loopback address there ("may not be in the loopback range").
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={port}",
-                "--insecure-port=0",  # 1.20 would otherwise also listen on 127.0.0.1:8080
+                *old_flags,
                 f"--cert-dir={workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={certs.serving_cert}",
                 f"--tls-private-key-file={certs.serving_key}",
@@ -238,22 +279,33 @@ class EnvTest:
         self.workdir = workdir
         self.procs: list[Proc] = []
         self.api: KubeAPI | None = None
+        self.git_version = ""
+        self.version = (0, 0)
 
     def start(self) -> KubeAPI:
+        self.git_version, self.version = binary_version(self.assets / "kube-apiserver")
         self.workdir.mkdir(parents=True, exist_ok=True)
         certs = write_certs(self.workdir / "pki")
         token = secrets.token_urlsafe(24)
         try:
             etcd, etcd_url = start_etcd(self.assets, self.workdir)
             self.procs.append(etcd)
-            apiserver, url = start_apiserver(self.assets, self.workdir, etcd_url, certs, token)
+            apiserver, url = start_apiserver(self.assets, self.workdir, etcd_url, certs, token, self.version)
             self.procs.append(apiserver)
         except BaseException:
             self.stop()
             raise
         kubeconfig = self.workdir / "kubeconfig"
         _write_kubeconfig(kubeconfig, url, certs.ca_cert, token)
-        self.api = KubeAPI(url=url, token=token, kubeconfig=kubeconfig, certs=certs, workdir=self.workdir)
+        self.api = KubeAPI(
+            url=url,
+            token=token,
+            kubeconfig=kubeconfig,
+            certs=certs,
+            workdir=self.workdir,
+            git_version=self.git_version,
+            version=self.version,
+        )
         return self.api
 
     def start_controller_manager(self, controllers: Sequence[str] = CONTROLLERS) -> Proc:
@@ -263,6 +315,8 @@ class EnvTest:
         if not os.access(binary, os.X_OK):
             raise Unavailable(f"{self.assets} has no kube-controller-manager (setup-envtest dirs lack it)")
         api = self.api
+        # Before 1.24 it also serves an insecure port (10252 on 1.20: a clash between sessions); 0: none.
+        old_flags = ["--port=0"] if self.version < NO_INSECURE_PORT_VERSION else []
         proc = Proc(
             "kube-controller-manager",
             [
@@ -272,7 +326,7 @@ class EnvTest:
                 f"--root-ca-file={api.certs.ca_cert}",
                 f"--controllers={','.join(controllers)}",
                 "--leader-elect=false",
-                "--port=0",  # 1.20's insecure port would otherwise be 10252 on every session
+                *old_flags,
                 "--secure-port=0",
                 "--use-service-account-credentials=false",
                 "--v=1",

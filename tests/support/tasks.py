@@ -488,7 +488,9 @@ def _target_port(pod: dict[str, Any], port: dict[str, Any]) -> int | None:
     target = port.get("targetPort", port.get("port"))
     if isinstance(target, int):
         return target
-    for container in pod["spec"]["containers"]:
+    # As the controllers' FindPort: the containers, then the native sidecars (restartPolicy: Always).
+    sidecars = [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+    for container in [*pod["spec"]["containers"], *sidecars]:
         for p in container.get("ports") or []:
             if p.get("name") == target:
                 return int(p["containerPort"])
@@ -636,7 +638,12 @@ class Harness:
             target = local / item["path"]
             target.write_text(cm["data"][item["key"]])
             target.chmod(0o644)
-        proxy = next(c for c in pod["spec"]["containers"] if c["name"] == PROXY_CONTAINER)
+        # A native sidecar (API server >= 1.29) is an init container; the start-up gate's proxy a container.
+        proxy = next(
+            c
+            for c in [*(pod["spec"].get("initContainers") or []), *pod["spec"]["containers"]]
+            if c["name"] == PROXY_CONTAINER
+        )
         mount = next(m["mountPath"] for m in proxy["volumeMounts"] if m["name"] == CONFIG_VOLUME)
         first = local / items[0]["path"]
         task.config = json.loads(first.read_text())
@@ -659,6 +666,25 @@ class Harness:
             )
         task.procs.setdefault(container["name"], []).append(proc)
 
+    def _startup_probe(self, task: Task, container: dict[str, Any]) -> None:
+        """Wait until ``container``'s httpGet startup probe answers 200, as long as the kubelet would."""
+        probe = container.get("startupProbe") or {}
+        get = probe.get("httpGet")
+        if not get:
+            return
+        name = container["name"]
+        port, path = int(get["port"]), get.get("path", "/")
+
+        def passed() -> bool:
+            for proc in task.procs.get(name, []):
+                if proc.poll() is not None:
+                    raise HarnessError(f"{task.pod}: {name} exited {proc.returncode}:\n{task.log(name)}")
+            status, _ = in_netns(self.network.hub, lambda: http_get(task.address, port, path, timeout=1))
+            return status == 200
+
+        limit = int(probe.get("periodSeconds", 10)) * int(probe.get("failureThreshold", 3))
+        _wait(f"{task.pod}: startup probe of {name}", passed, float(limit), step=0.2)
+
     def _start(self, task: Task, pod: dict[str, Any], ready_timeout: float) -> None:
         spec = pod["spec"]
         etc = Path("/etc/netns") / task.netns
@@ -671,6 +697,8 @@ class Harness:
             argv = _command(init, mount, local)
             if init.get("restartPolicy") == "Always":  # a native sidecar (API server >= 1.29)
                 self._spawn(task, init, argv, pod)
+                # The kubelet starts the next container only once the sidecar's startup probe passed.
+                self._startup_probe(task, init)
                 continue
             result = task.run(*argv, timeout=60)
             (task.workdir / f"{init['name']}.log").write_text(result.stdout + result.stderr)

@@ -1,7 +1,8 @@
 """The chart's RBAC is enough and no more: the operator runs under the chart's ServiceAccount.
 
 The ServiceAccount, ClusterRole and ClusterRoleBinding are created from the rendered chart; the real
-kube-controller-manager issues the account's token (1.20's token controller), and sc-operator runs with
+kube-controller-manager issues the account's token (its token controller fills a service-account-token
+Secret: 1.24 and later no longer create one per account by themselves), and sc-operator runs with
 only that token, webhooks on. A ConnectService must then be Accepted and materialised, its task pods
 admitted by the pod webhook (which reads ReplicaSets and Deployments under the same account). Taking
 one permission away from the role must break it.
@@ -52,17 +53,24 @@ def chart_rbac(helm: Helm, kubectl: Kubectl, kube: Kube, scope: str) -> Iterator
 
 
 def _token(kube: Kube, sa: dict[str, Any]) -> str:
+    """A token for ``sa`` issued by kube-controller-manager into a Secret of type service-account-token."""
     ns, name = sa["metadata"]["namespace"], sa["metadata"]["name"]
+    secret_name = f"{name}-test-token"
+    kube.request(
+        "POST",
+        f"/api/v1/namespaces/{ns}/secrets",
+        body={
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret_name, "annotations": {"kubernetes.io/service-account.name": name}},
+            "type": "kubernetes.io/service-account-token",
+        },
+    )
 
     def issued() -> str | None:
-        for ref in (
-            kube.request("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}").get("secrets") or []
-        ):
-            secret = kube.request("GET", f"/api/v1/namespaces/{ns}/secrets/{ref['name']}")
-            token = (secret.get("data") or {}).get("token")
-            if token:
-                return base64.b64decode(token).decode()
-        return None
+        secret = kube.request("GET", f"/api/v1/namespaces/{ns}/secrets/{secret_name}")
+        token = (secret.get("data") or {}).get("token")
+        return base64.b64decode(token).decode() if token else None
 
     return wait_for(f"a token for ServiceAccount {ns}/{name}", issued, timeout=60)
 

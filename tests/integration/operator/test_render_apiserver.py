@@ -1,5 +1,9 @@
-"""The rendered objects against the real kube-apiserver (1.20 here): accepted as rendered, and the reason the
-renderer picks the start-up gate instead of a native sidecar on such a server.
+"""The rendered objects against the real kube-apiserver: accepted as rendered for its version, and why the
+renderer picks the start-up gate instead of a native sidecar on servers older than 1.29.
+
+hack/test.sh runs these against the current Kubernetes (native sidecar: an init container with
+``restartPolicy: Always``) and again against the oldest supported one, 1.20 (`oldest_k8s`: the proxy as the
+first container with a postStart start-up gate); each run asserts the rendering its server gets.
 
 Objects are sent with server-side dry run: the API server validates, defaults and runs admission exactly as
 for a real create, without storing anything (no controller would run them in this test).
@@ -11,8 +15,13 @@ from typing import Any
 
 import pytest
 
-from sc_operator.render import parse_server_version, render_children
+from sc_operator.render import NATIVE_SIDECAR_VERSION, parse_server_version, render_children
 from support.render import client_inputs, make_inputs
+
+pytestmark = pytest.mark.oldest_k8s
+
+#: Before 1.28 an init container may not have probes (and `restartPolicy` on it is an unknown field).
+INIT_CONTAINER_PROBES_VERSION = (1, 28)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +74,23 @@ def test_rendered_objects_are_accepted(
                 for c in [*template.get("initContainers", []), *template["containers"]]
                 if c["name"] == "sc-proxy"
             )
-            if server_version < (1, 29):
+            if server_version >= (1, 29):
+                # A native sidecar: the last init container, kept running, gated by its startup probe.
+                assert template["initContainers"][-1] is proxy
+                assert proxy["restartPolicy"] == "Always"
+                assert proxy["startupProbe"]["httpGet"]["path"] == "/ready"
+                assert "lifecycle" not in proxy
+                assert "sc-proxy" not in [c["name"] for c in template["containers"]]
+            else:
+                # The start-up gate: the first container, whose postStart waits for /ready.
+                assert template["containers"][0] is proxy
                 assert proxy["lifecycle"]["postStart"]["exec"]["command"][:2] == ["sc-proxy", "wait-ready"]
+                assert "restartPolicy" not in proxy
+                assert "startupProbe" not in proxy
+                assert "sc-proxy" not in [c["name"] for c in template.get("initContainers", [])]
+            assert [c["name"] for c in template.get("initContainers", [])] == [
+                c["name"] for c in rendered.get("initContainers", [])
+            ]
             assert template.get("hostAliases") == rendered.get("hostAliases")
         if obj["kind"] == "ConfigMap":
             assert stored["immutable"] is True
@@ -75,18 +99,26 @@ def test_rendered_objects_are_accepted(
             assert stored["spec"]["ports"][0]["targetPort"] == obj["spec"]["ports"][0]["targetPort"]
 
 
-def test_a_native_sidecar_is_refused_by_an_old_server(
+def test_a_native_sidecar_needs_a_server_that_knows_it(
     api_client: Any, namespace: str, server_version: tuple[int, int]
 ) -> None:
-    """Why the version decides: before 1.28 an init container may not have probes (and its restartPolicy
-    is unknown), so the native-sidecar rendering is refused outright; the renderer uses the start-up gate."""
+    """Why the version decides: the native-sidecar rendering, sent to this server whatever its version.
+
+    Before 1.28 an init container may not have probes (and its restartPolicy is unknown), so the rendering
+    is refused outright and the renderer uses the start-up gate there; a newer server keeps the proxy as an
+    init container with ``restartPolicy: Always`` and its startup probe."""
     from kubernetes.client.rest import ApiException
 
-    if server_version >= (1, 28):
-        pytest.skip(f"the API server is {server_version}: it knows init-container restartPolicy")
-    dep = render_children(make_inputs(version=(1, 29))).deployment
+    dep = render_children(make_inputs(version=NATIVE_SIDECAR_VERSION)).deployment
     dep = {**dep, "metadata": {**dep["metadata"], "namespace": namespace}}
-    with pytest.raises(ApiException) as caught:
-        _create(api_client, dep, namespace)
-    assert caught.value.status == 422
-    assert "must not be set for init containers" in str(caught.value.body)
+    if server_version < INIT_CONTAINER_PROBES_VERSION:
+        with pytest.raises(ApiException) as caught:
+            _create(api_client, dep, namespace)
+        assert caught.value.status == 422
+        assert "must not be set for init containers" in str(caught.value.body)
+    else:
+        stored = _create(api_client, dep, namespace)
+        proxy = stored["spec"]["template"]["spec"]["initContainers"][-1]
+        assert proxy["name"] == "sc-proxy"
+        assert proxy["restartPolicy"] == "Always"
+        assert proxy["startupProbe"]["httpGet"]["path"] == "/ready"

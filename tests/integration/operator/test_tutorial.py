@@ -1,10 +1,15 @@
 """The seed tutorial's nginx service and a client-only service, materialised by the running operator.
 
 What a user would check with kubectl: both Accepted, the namespace registry lists nginx, the Deployments
-carry the injected proxy (first among containers with a start-up gate: this API server is 1.20), the
-interception init container, hostAliases with nginx's VIP, the immutable ConfigMap with the pinned
-endpoint list, the headless Service; and once the (simulated) kubelet reports the pods Ready, both
-rollouts are COMPLETED and the services report their running tasks.
+carry the injected proxy in the form the API server's version calls for (a native sidecar from 1.29: the
+init container after the interception one, with ``restartPolicy: Always`` and a startup probe; before
+1.29 the first container, with a postStart start-up gate), the interception init container, hostAliases
+with nginx's VIP, the immutable ConfigMap with the pinned endpoint list, the headless Service; and once the
+(simulated) kubelet reports the pods Ready, both rollouts are COMPLETED and the services report their
+running tasks.
+
+hack/test.sh runs this against the current Kubernetes and again against the oldest supported one, 1.20
+(`oldest_k8s`), so each form is checked on a server that gets it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from sc_operator.kube import (
@@ -25,7 +31,10 @@ from sc_operator.kube import (
     SERVICES,
     Kube,
 )
+from support.envtest import KubeAPI
 from support.operator import Kubelet, OperatorProcess, accepted, wait_for
+
+pytestmark = pytest.mark.oldest_k8s
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -43,7 +52,12 @@ def pod_template(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 
 
 def test_tutorial_nginx_and_client(
-    operator: OperatorProcess, kube: Kube, namespace: str, connect_namespace: str, kubelet: Kubelet
+    operator: OperatorProcess,
+    kube: Kube,
+    kube_api: KubeAPI,
+    namespace: str,
+    connect_namespace: str,
+    kubelet: Kubelet,
 ) -> None:
     nginx = example("10-nginx.yaml", namespace, connect_namespace)
     client = example("20-client.yaml", namespace, connect_namespace)
@@ -80,10 +94,26 @@ def test_tutorial_nginx_and_client(
     template = pod_template(kube, namespace, "client")
     pod = template["spec"]
     assert pod["hostAliases"] == [{"ip": "127.255.0.1", "hostnames": ["nginx"]}]
-    # API server 1.20: no native sidecars, so the proxy runs first with a start-up gate.
-    proxy = pod["containers"][0]
-    assert proxy["name"] == "sc-proxy"
-    assert "wait-ready" in " ".join(proxy["lifecycle"]["postStart"]["exec"]["command"])
+    init_names = [c["name"] for c in pod["initContainers"]]
+    app_names = [c["name"] for c in pod["containers"]]
+    # The version comes from the binary (`kube-apiserver --version`), not from the operator's own reading.
+    if kube_api.version >= (1, 29):
+        # A native sidecar: started after the interception rules, kept running, apps wait for its probe.
+        assert init_names == ["sc-intercept", "sc-proxy"], init_names
+        assert "sc-proxy" not in app_names, app_names
+        proxy = pod["initContainers"][1]
+        assert proxy["restartPolicy"] == "Always"
+        assert proxy["startupProbe"]["httpGet"]["path"] == "/ready"
+        assert proxy["startupProbe"]["httpGet"]["port"] == proxy["readinessProbe"]["httpGet"]["port"]
+        assert "lifecycle" not in proxy
+    else:
+        # No native sidecars: the proxy runs first, and its postStart hook holds the apps back.
+        assert init_names == ["sc-intercept"], init_names
+        assert app_names[0] == "sc-proxy", app_names
+        proxy = pod["containers"][0]
+        assert "wait-ready" in " ".join(proxy["lifecycle"]["postStart"]["exec"]["command"])
+        assert "restartPolicy" not in proxy
+        assert "startupProbe" not in proxy
     assert proxy["securityContext"]["runAsNonRoot"] is True
     assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
     assert proxy["readinessProbe"]["httpGet"]["path"] == "/ready"

@@ -5,6 +5,10 @@ the harness (``support.tasks``) runs the pods it rendered in network namespaces.
 known only to the client's hosts file (from hostAliases); the client proxy finds the nginx task through
 DNS of the headless Service (filled from the real endpoints controller once the pod is Ready); nginx sees
 the server proxy, not the client.
+
+The proxy runs in the form the API server's version gets (a native sidecar from 1.29, else the first
+container behind its postStart start-up gate); hack/test.sh runs this against the current Kubernetes and
+again against the oldest supported one, 1.20 (`oldest_k8s`), so both start-up paths carry real traffic.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from sc_operator.kube import CONNECT_SERVICES, Kube
+from sc_operator.kube import CONNECT_SERVICES, PODS, Kube
+from support.envtest import KubeAPI
 from support.operator import accepted, wait_for
 from support.tasks import Harness
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.oldest_k8s]
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 NGINX = "service-connect-nginx-service"
@@ -55,7 +60,7 @@ def access_log(output: str) -> list[dict[str, Any]]:
 
 
 def test_client_gets_the_nginx_page_through_both_proxies(
-    kube: Kube, harness: Harness, namespace: str, connect_namespace: str
+    kube: Kube, kube_api: KubeAPI, harness: Harness, namespace: str, connect_namespace: str
 ) -> None:
     # Servers first, then clients (the documented order): the client's rollout pins nginx.
     deploy(kube, namespace, example("10-nginx.yaml", namespace, connect_namespace))
@@ -63,6 +68,14 @@ def test_client_gets_the_nginx_page_through_both_proxies(
     assert harness.wait_dns("nginx", 1) == [server.address]
     deploy(kube, namespace, example("20-client.yaml", namespace, connect_namespace))
     [client] = harness.run_pods("client")
+    for task in (server, client):
+        spec = kube.get(PODS, task.pod, namespace)["spec"]
+        sidecars = [c["name"] for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+        gated = [c["name"] for c in spec["containers"][:1] if (c.get("lifecycle") or {}).get("postStart")]
+        if kube_api.version >= (1, 29):
+            assert (sidecars, gated) == (["sc-proxy"], []), spec
+        else:
+            assert (sidecars, gated) == ([], ["sc-proxy"]), spec
 
     # Only the client's hosts file knows the name.
     assert client.run("getent", "hosts", "nginx").stdout.split() == ["127.255.0.1", "nginx"]
