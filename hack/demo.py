@@ -1,6 +1,6 @@
 """The local demo behind hack/demo.sh: Service Connect end to end on one machine.
 
-1. etcd, kube-apiserver 1.20 and kube-controller-manager on free loopback ports (the code the integration
+1. etcd, kube-apiserver (the current version, from hack/envtest.sh) and kube-controller-manager on free loopback ports (the code the integration
    tests use);
 2. the CRDs (`scctl crds | kubectl apply -f -`) and the operator (`sc-operator`) as a real process;
 3. examples/ applied with server-side apply, and a wait until the operator accepted every ConnectService;
@@ -131,7 +131,7 @@ class Demo:
         return f"{time.monotonic() - self.started:.1f} s"
 
     def control_plane(self, assets: Path, tools: Path) -> Kubectl:
-        say("starting etcd, kube-apiserver 1.20 and kube-controller-manager on 127.0.0.1")
+        say("starting etcd, kube-apiserver and kube-controller-manager on 127.0.0.1")
         env = self.env = EnvTest(assets, self.workdir / "cluster")
         self.cleanup.callback(env.stop)
         api = self.api = env.start()

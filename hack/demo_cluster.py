@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "hack"))
 
 from demo import describe_response, metrics_summary  # noqa: E402
+
 from support.e2estory import (  # noqa: E402
     ADMIN_PORT,
     CLIENT,
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     kubectl = Kubectl(args.tools / "kubectl", args.kubeconfig)
     images = Images(args.tag)
 
-    say(f"helm install {RELEASE} {CHART.relative_to(ROOT)} --namespace {RELEASE_NS} (local images, tag {args.tag})")
+    chart = CHART.relative_to(ROOT)
+    say(f"helm install {RELEASE} {chart} --namespace {RELEASE_NS} (local images, tag {args.tag})")
     Helm(args.tools / "helm").run(
         "upgrade", "--install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--create-namespace",
         "--wait", "--timeout", "5m", "--kubeconfig", str(args.kubeconfig),
@@ -113,20 +115,28 @@ def main(argv: list[str] | None = None) -> int:
     print(kubectl("get", "pods", "-n", NS, "-o", "wide"))
 
     say(f"kubectl exec deploy/{CLIENT} -c client -- curl -si http://nginx:80/   ({REQUESTS} times)")
+    curl = (
+        "exec",
+        f"deploy/{CLIENT}",
+        "-n",
+        NS,
+        "-c",
+        "client",
+        "--",
+        "curl",
+        "-si",
+        "-m",
+        "5",
+        "http://nginx:80/",
+    )
+
+    def answered() -> str | None:
+        proc = kubectl.run(*curl, check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
     answer = ""
     for _ in range(REQUESTS):
-        answer = wait_for(
-            "an answer from http://nginx:80/",
-            lambda: (
-                p := kubectl.run(
-                    "exec", f"deploy/{CLIENT}", "-n", NS, "-c", "client", "--",
-                    "curl", "-si", "-m", "5", "http://nginx:80/", check=False,
-                )  # fmt: skip
-            ).returncode
-            == 0
-            and p.stdout,
-            timeout=60,
-        )
+        answer = wait_for("an answer from http://nginx:80/", answered, timeout=60)
     print("\n".join(describe_response(answer)))
     client = metrics(kubectl, f"deploy/{CLIENT}")
     server = metrics(kubectl, f"deploy/{NGINX}")

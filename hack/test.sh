@@ -7,6 +7,8 @@
 # Each run alone:
 #   SC_SKIP_OLDEST=1 hack/test.sh [pytest args]    lint, mypy and the current Kubernetes only
 #   hack/test.sh --oldest-only [pytest args]       only the oldest run (args go to it; default -m oldest_k8s)
+#   SC_E2E=1 hack/test.sh                          also the e2e story on the local node (hack/e2e.sh, root);
+#                                                  CI=true does this for the full run
 #
 # It prepares what the tests need first: .venv with the project and its [test] extra, the
 # envtest binaries (KUBEBUILDER_ASSETS: hack/envtest.sh for the current Kubernetes, built once from Go
@@ -30,6 +32,10 @@ if [ "${1:-}" = "--oldest-only" ]; then
   oldest_only=true
   shift
 fi
+# The e2e story on a real cluster (hack/e2e.sh: the local node here) follows the full run (no pytest
+# arguments) under CI=true, and any run with SC_E2E=1; the first run then leaves tests/e2e to it.
+e2e=false
+if ! $oldest_only && { [ "${SC_E2E:-}" = 1 ] || { $ci && [ $# -eq 0 ]; }; }; then e2e=true; fi
 # The oldest Kubernetes we claim to support; the oldest run fails if its server is another version.
 oldest_version=v1.20
 
@@ -105,6 +111,7 @@ if ! $oldest_only; then
   step "$VENV/bin/ruff" check .
   step "$VENV/bin/ruff" format --check .
   step "$VENV/bin/mypy"
+  if $e2e && [ $# -eq 0 ]; then set -- --ignore=tests/e2e; fi
   pytest_run "${SC_EXPECT_KUBE_VERSION:+ (Kubernetes $SC_EXPECT_KUBE_VERSION)}" "$@"
   set -- # the arguments were the first run's
 fi
@@ -118,6 +125,15 @@ elif $oldest_only; then
   status=1
 elif [ -z "${SC_SKIP_ENVTEST:-}${SC_SKIP_OLDEST:-}" ]; then
   echo "test: the run against the oldest Kubernetes ($oldest_version) was left out: no binaries" >&2
+fi
+
+if $e2e; then
+  printf '\n== e2e (hack/e2e.sh)\n'
+  started=$SECONDS
+  rc=0
+  hack/e2e.sh || rc=$?
+  printf '== e2e: exit %s after %s s\n' "$rc" "$((SECONDS - started))"
+  [ "$rc" -eq 0 ] || status=1
 fi
 
 if [ "$status" -ne 0 ]; then

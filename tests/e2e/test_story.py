@@ -68,7 +68,17 @@ LOAD_SCRIPT = (
 def tutorial(release: Release, kubectl: Kubectl, images: Images) -> None:
     """The seed tutorial's namespace, nginx service and a client service, all Accepted and rolled out."""
     # A kept cluster (SC_E2E_KEEP) may hold an earlier run's services: start the story from none.
-    kubectl.run("delete", "connectservices", "--all", "-n", NS, "--wait=true", "--timeout=180s", check=False, timeout=200)
+    kubectl.run(
+        "delete",
+        "connectservices",
+        "--all",
+        "-n",
+        NS,
+        "--wait=true",
+        "--timeout=180s",
+        check=False,
+        timeout=200,
+    )
     proc = kubectl.run("apply", "-f", str(REPO / "examples" / "00-namespaces.yaml"), check=False)
     assert proc.returncode == 0, proc.stderr
     # As in the tutorial, the client comes after nginx registered: its rollout pins the endpoints there
@@ -153,7 +163,9 @@ def test_interception_is_installed_in_the_pod_network_namespace(
     assert "server: envoy" in proc.stderr.lower()
     # Listening sockets (state 0A) of the pod, by local address: none on the alias address itself.
     table = proxy_python(kubectl, f"deploy/{CLIENT}", "print(open('/proc/net/tcp').read())")
-    listening = {f[1] for f in (line.split() for line in table.splitlines()[1:]) if len(f) > 3 and f[3] == "0A"}
+    listening = {
+        f[1] for f in (line.split() for line in table.splitlines()[1:]) if len(f) > 3 and f[3] == "0A"
+    }
     vip_hex = "".join(f"{int(o):02X}" for o in reversed(vip.split("."))) + ":0050"
     assert vip_hex not in listening, "something listens on the alias address itself: not interception"
     assert listening, table
@@ -161,7 +173,8 @@ def test_interception_is_installed_in_the_pod_network_namespace(
         return  # the rule itself is read from the node below; kind nodes are containers of their own
     (pod,) = [p for p in pods(kubectl, CLIENT) if is_ready(p)]
     rules = _pod_netns_iptables(pod["status"]["podIP"])
-    assert "-d 127.255.0.0/16" in rules and "REDIRECT" in rules, rules
+    assert "-d 127.255.0.0/16" in rules, rules
+    assert "REDIRECT" in rules, rules
     host = subprocess.run(["iptables", "-t", "nat", "-S", "OUTPUT"], capture_output=True, text=True)
     assert "127.255.0.0/16" not in host.stdout, "the rule leaked into the node's own namespace"
 
@@ -240,7 +253,9 @@ def test_proxy_memory_stays_under_its_limit(tutorial: None, kubectl: Kubectl, re
         "        print(open('/sys/fs/cgroup/' + use).read().strip(),"
         " open('/sys/fs/cgroup/' + lim).read().strip()); break\n"
     )
-    usage, cg_limit = (int(x) for x in proxy_python(kubectl, f"pod/{pod['metadata']['name']}", script).split())
+    usage, cg_limit = (
+        int(x) for x in proxy_python(kubectl, f"pod/{pod['metadata']['name']}", script).split()
+    )
     assert cg_limit == _bytes(limit), f"cgroup limit {cg_limit} is not the spec's {limit}"
     assert usage < 0.8 * cg_limit, f"the proxy uses {usage} of {cg_limit} bytes"
     report["proxy_memory"] = {"usage_bytes": usage, "limit_bytes": cg_limit}
@@ -257,6 +272,7 @@ def _bytes(quantity: str) -> int:
 def test_scaling_the_server_spreads_requests(tutorial: None, kubectl: Kubectl) -> None:
     kubectl("patch", "connectservice", NGINX, "-n", NS, "--type=merge", "-p", '{"spec":{"desiredCount":3}}')
     rolled_out(kubectl, NGINX)
+
     def three_ready() -> list[str] | None:
         ready = ready_pods(kubectl, NGINX)
         return ready if len(ready) == 3 else None
@@ -423,7 +439,9 @@ def _logs(kubectl: Kubectl, pod: str) -> str:
     return kubectl("logs", pod, "-n", NS, "-c", LOAD, timeout=60)
 
 
-def test_pod_deletion_stops_the_app_before_its_proxy(load: str, kubectl: Kubectl, report: dict[str, Any]) -> None:
+def test_pod_deletion_stops_the_app_before_its_proxy(
+    load: str, kubectl: Kubectl, report: dict[str, Any]
+) -> None:
     """Delete the streaming client's pod: the app gets SIGTERM first and finishes its request in flight,
     the proxy stops only after the app has exited, and no request of the app fails on the way out."""
     stream = subprocess.Popen(
