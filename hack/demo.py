@@ -1,7 +1,7 @@
-"""The local demo behind hack/demo.sh: Service Connect end to end on one machine.
+"""The network-namespace demo behind hack/demo.sh --netns: Service Connect end to end on one machine.
 
-1. etcd, kube-apiserver (the current version, from hack/envtest.sh) and kube-controller-manager on free loopback ports (the code the integration
-   tests use);
+1. etcd, kube-apiserver (the current version, from hack/envtest.sh) and kube-controller-manager on free
+   loopback ports (the code the integration tests use);
 2. the CRDs (`scctl crds | kubectl apply -f -`) and the operator (`sc-operator`) as a real process;
 3. examples/ applied with server-side apply, and a wait until the operator accepted every ConnectService;
 4. the data path (unless --no-traffic, or not root, or a tool missing): every example task runs in
