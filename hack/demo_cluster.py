@@ -38,6 +38,7 @@ from support.e2estory import (  # noqa: E402
     example,
     rolled_out,
     wait_for,
+    webhook_answers,
 )
 from support.helmchart import CHART, Helm  # noqa: E402
 from support.kindenv import OPERATOR_IMAGE, PROXY_IMAGE, RELEASE, RELEASE_NS, Images  # noqa: E402
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set", f"proxy.image.repository={PROXY_IMAGE}", "--set", f"proxy.image.tag={args.tag}",
         timeout=400,
     )  # fmt: skip
+    wait_for("the admission webhook to answer", lambda: webhook_answers(kubectl), timeout=60)
     print(f"operator ready after {time.monotonic() - started:.0f} s")
 
     say("kubectl apply -f examples/ (nginx and busybox replaced by the locally built images)")

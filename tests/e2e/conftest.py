@@ -14,6 +14,7 @@ itself: running these tests against a cluster must be asked for by name.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from support.e2estory import wait_for, webhook_answers
 from support.envtest import REPO, Unavailable, find_tools
 from support.helmchart import CHART, Helm
 from support.kindenv import (
@@ -38,6 +40,9 @@ from support.kindenv import (
     run,
 )
 from support.kubectl import Kubectl
+
+#: What every proxy asks for in the e2e story (see the release fixture).
+E2E_PROXY_RESOURCES = {"requests": {"cpu": "25m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +112,7 @@ def kubectl(bin_dir: Path, cluster: Cluster) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
-def release(bin_dir: Path, cluster: Cluster, images: Images) -> Release:
+def release(bin_dir: Path, cluster: Cluster, images: Images, kubectl: Kubectl) -> Release:
     """`helm install` of the chart with the freshly built images; waits until the operator is ready."""
     helm = Helm(bin_dir / "helm")
     helm.run(
@@ -116,6 +121,11 @@ def release(bin_dir: Path, cluster: Cluster, images: Images) -> Release:
         "--kubeconfig", str(cluster.kubeconfig),
         "--set", f"image.repository={OPERATOR_IMAGE}", "--set", f"image.tag={images.tag}",
         "--set", f"proxy.image.repository={PROXY_IMAGE}", "--set", f"proxy.image.tag={images.tag}",
+        # The story runs up to 8 tasks at once (a rolling update of 3 surging to 6) beside the others; the
+        # seeds' 256 CPU units per proxy would ask for more than the 2 cores of the test node, and the
+        # surge would wait for capacity forever (as an ECS placement would). Memory stays as sized.
+        "--set-json", f"proxy.resources={json.dumps(E2E_PROXY_RESOURCES)}",
         timeout=600,
     )  # fmt: skip
+    wait_for("the admission webhook to answer", lambda: webhook_answers(kubectl), timeout=60)
     return Release(RELEASE, RELEASE_NS, helm, cluster.kubeconfig)

@@ -51,14 +51,15 @@ from support.kubectl import Kubectl
 
 LOAD = "load"
 # One request at a time through both proxies, a line per request: when, HTTP status, which nginx task
-# answered (the stand-in nginx image names its pod in X-Served-By). SIGTERM ends the loop after the
-# request in flight, as an app that shuts down cleanly would.
+# answered (the stand-in nginx image names its pod in X-Served-By). After SIGTERM it goes on for 3 s,
+# as an app finishing its work does, then exits: its proxy must still carry those requests.
 LOAD_SCRIPT = (
-    'trap "echo stopping; exit 0" TERM; '
+    "stop=\"\"; trap 'stop=$(date +%s)' TERM; "
     "while :; do "
     "t=$(date +%s.%N); "
     "r=$(curl -s -m 3 -o /dev/null -w '%{http_code} %header{x-served-by}' http://nginx:80/); "
     'echo "$t $r"; '
+    'if [ -n "$stop" ] && [ $(($(date +%s) - stop)) -ge 3 ]; then echo stopping; exit 0; fi; '
     "sleep 0.05 & wait $!; "
     "done"
 )
@@ -442,8 +443,8 @@ def _logs(kubectl: Kubectl, pod: str) -> str:
 def test_pod_deletion_stops_the_app_before_its_proxy(
     load: str, kubectl: Kubectl, report: dict[str, Any]
 ) -> None:
-    """Delete the streaming client's pod: the app gets SIGTERM first and finishes its request in flight,
-    the proxy stops only after the app has exited, and no request of the app fails on the way out."""
+    """Delete the streaming client's pod: the app gets SIGTERM first and keeps sending for 3 s, the proxy
+    stops only after the app has exited, and no request of the app fails on the way out."""
     stream = subprocess.Popen(
         [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "logs", "-f", load, "-n", NS, "-c", LOAD],
         stdout=subprocess.PIPE,
@@ -452,6 +453,7 @@ def test_pod_deletion_stops_the_app_before_its_proxy(
     )
     try:
         wait_for("the load client streaming", lambda: len(_load_lines(_logs(kubectl, load))) >= 5, timeout=60)
+        t_delete = time.time()
         kubectl("delete", "pod", load, "-n", NS, "--wait=false")
         finished: dict[str, str] = {}
 
@@ -471,10 +473,12 @@ def test_pod_deletion_stops_the_app_before_its_proxy(
     finally:
         if stream.poll() is None:
             stream.kill()
-    lines = _load_lines(out)
+    # The stream starts with the pod's whole log: only what happened from the deletion on counts here.
+    lines = [ln for ln in _load_lines(out) if ln[0] >= t_delete]
     failed = [ln for ln in lines if ln[1] != "200"]
     report["client_pod_deletion"] = {"requests": len(lines), "failed": len(failed), "finished": finished}
     assert "stopping" in out, "the app never got SIGTERM"
+    assert len(lines) >= 10, f"the app sent too little after SIGTERM to tell: {lines}"
     assert not failed, f"requests failed while the pod shut down: {failed}"
     assert LOAD in finished, f"the app's end was not seen: {finished}"
     if PROXY in finished:
@@ -489,11 +493,15 @@ def test_uninstall_leaves_only_the_connect_namespace(
         *release.helm_args("uninstall", release.name, "--namespace", release.namespace, "--wait"),
         timeout=300,
     )
-    leftovers = kubectl(
-        "get", "deployments,replicasets,configmaps,services,connectdeployments", "-n", NS,
-        "-l", "app.kubernetes.io/managed-by=serviceconnect", "-o", "name",
-    ).split()  # fmt: skip
-    assert leftovers == []
+
+    # The garbage collector removes the children (Deployments, then their ReplicaSets) in the background.
+    def nothing_left() -> bool:
+        return not kubectl(
+            "get", "deployments,replicasets,configmaps,services,connectdeployments", "-n", NS,
+            "-l", "app.kubernetes.io/managed-by=serviceconnect", "-o", "name",
+        ).split()  # fmt: skip
+
+    wait_for("the services' children to be collected", nothing_left, timeout=120)
     in_release_ns = kubectl(
         "get", "deployments,services,secrets,serviceaccounts", "-n", release.namespace, "-o", "name"
     )

@@ -48,6 +48,18 @@ def example(name: str, images: Images) -> dict[str, Any]:
     return doc
 
 
+def webhook_answers(kubectl: Kubectl) -> bool:
+    """A server-side dry run of a ConnectNamespace went through the admission webhook. Right after `helm
+    install --wait` the operator pod is Ready, but kube-proxy may not have programmed its Service yet
+    (a second or so on the local node): until then the API server's calls to the webhook are refused."""
+    return (
+        kubectl.run(
+            "apply", "--dry-run=server", "-f", str(REPO / "examples" / "00-namespaces.yaml"), check=False
+        ).returncode
+        == 0
+    )
+
+
 def apply(kubectl: Kubectl, *docs: dict[str, Any]) -> Any:
     return kubectl.run(
         "apply", "-f", "-", input="".join(f"---\n{yaml.safe_dump(d)}" for d in docs), check=False
