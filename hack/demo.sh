@@ -66,7 +66,7 @@ export SC_TOOLS_DIR
 # The first build runs in the foreground while a ticker shows that it is alive: elapsed time and
 # its latest progress line.
 if ! kube_bin=$(hack/kube.sh --check 2>/dev/null); then
-  say "first run: building Kubernetes $(hack/kube.sh --version) from Go modules (10-25 minutes, once)"
+  say "first run: building Kubernetes $(hack/kube.sh --version) from Go modules (about 10 minutes, once)"
   log=$(mktemp "${TMPDIR:-/tmp}/serviceconnect-kube-build.XXXXXX")
   (
     while sleep 30; do

@@ -9,7 +9,7 @@
 # - If KUBEBUILDER_ASSETS holds etcd and kube-apiserver, print it and stop (setup-envtest's
 #   directories have no kube-controller-manager; the tests that need it say so).
 # - Otherwise hand over to hack/kube.sh, which builds the current Kubernetes and etcd from Go
-#   modules once (15-25 minutes on two cores) and caches them in ~/.cache/serviceconnect-kube.
+#   modules once (about 10 minutes on two cores) and caches them in ~/.cache/serviceconnect-kube.
 #
 # Oldest version (--oldest; KUBEBUILDER_ASSETS is ignored here, so a caller can hold both):
 # - If SC_ENVTEST_OLDEST_ASSETS holds etcd and kube-apiserver, print it and stop.

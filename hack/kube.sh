@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the current Kubernetes once and print the directory that holds it.
 #
-#   hack/kube.sh            build what is missing (first run: 15-25 minutes on two cores), print the dir
+#   hack/kube.sh            build what is missing (first run: about 10 minutes on two cores), print the dir
 #   hack/kube.sh --check    never build: print the dir, or exit 1 if it is not complete
 #   hack/kube.sh --version  print the Kubernetes version the pins in hack/kube/ name
 #
@@ -97,7 +97,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 log "building Kubernetes $version, etcd, CoreDNS and crictl from Go modules into $bin"
-log "(first run only: about 15-25 minutes on two cores; later runs print the directory at once)"
+log "(first run only: about 10 minutes on two cores; later runs print the directory at once)"
 build kubernetes kubernetes "-s -w$vflags" "${kube_pkgs[@]/#/k8s.io/kubernetes/cmd/}"
 build etcd etcd "-s -w" serviceconnect.local/hack/kube/etcd
 build coredns coredns "-s -w -X github.com/coredns/coredns/coremain.GitCommit=module" serviceconnect.local/hack/kube/coredns

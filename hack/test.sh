@@ -12,7 +12,7 @@
 #
 # It prepares what the tests need first: .venv with the project and its [test] extra, the
 # envtest binaries (KUBEBUILDER_ASSETS: hack/envtest.sh for the current Kubernetes, built once from Go
-# modules by hack/kube.sh in 15-25 minutes; hack/envtest.sh --oldest for 1.20, built once from Debian's
+# modules by hack/kube.sh in about 10 minutes; hack/envtest.sh --oldest for 1.20, built once from Debian's
 # source package in 5-10 minutes, which needs root) and kubectl/helm (SC_TOOLS_DIR, from hack/tools.sh).
 # Where one of those cannot be had, the tests that need it are skipped with the reason (and the oldest
 # run is left out), except under CI=true, where that is an error. SC_SKIP_ENVTEST=1 skips preparing
@@ -63,7 +63,7 @@ current=""
 oldest=""
 if [ -z "${SC_SKIP_ENVTEST:-}" ]; then
   if ! $oldest_only; then
-    current=$(prepare "the current Kubernetes (hack/kube.sh: 15-25 minutes)") || exit 1
+    current=$(prepare "the current Kubernetes (hack/kube.sh: about 10 minutes)") || exit 1
   fi
   if [ -z "${SC_SKIP_OLDEST:-}" ]; then
     oldest=$(prepare "Kubernetes 1.20 (5-10 minutes, needs root)" --oldest) || exit 1
