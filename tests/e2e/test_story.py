@@ -386,8 +386,16 @@ def test_rolling_update_and_scale_in_while_a_client_streams(
         return not (current & old) and len(ready_pods(kubectl, NGINX)) == 3
 
     wait_for("the rolling update to replace every nginx task", settled, timeout=300, step=0.5)
+    new_tasks = {p["metadata"]["name"] for p in pods(kubectl, NGINX)} - old
+
+    def new_tasks_served() -> bool:
+        return any(by in new_tasks for _, status, by in _load_lines(_logs(kubectl, load)) if status == "200")
+
+    # Until its DNS refresh the client knows only the old tasks' addresses: wait (bounded) until it
+    # reaches a new one, so the scale-in below starts from a client that knows the new tasks.
+    wait_for("the client to reach a new nginx task", new_tasks_served, timeout=60, step=0.5)
     t_roll = time.time()
-    time.sleep(5)  # traffic on the new tasks alone, so their first requests are in the log
+    time.sleep(3)
     kubectl("patch", "connectservice", NGINX, "-n", NS, "--type=merge", "-p", '{"spec":{"desiredCount":1}}')
 
     def scaled_in() -> bool:
