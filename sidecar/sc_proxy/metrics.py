@@ -304,6 +304,31 @@ def unknown_destination_counter(registry: Registry | None = None) -> Counter:
     return c
 
 
+#: The defences that ``ProtectionTriggeredCount`` names (its ``Protection`` label: a closed set).
+PROTECTIONS: tuple[str, ...] = (
+    "http1_header_timeout",  # no complete request head within limits.headerTimeoutSeconds
+    "header_count",  # more header fields than limits.maxHeaderCount (431, or RST_STREAM/GOAWAY in HTTP/2)
+    "http2_rapid_reset",  # too many streams reset by the peer (or refused) in the window
+    "http2_control_flood",  # SETTINGS / PING / WINDOW_UPDATE / empty-frame rate over its limit
+    "http2_unread_answers",  # the peer does not read our control-frame answers (queue bound reached)
+)
+
+
+def protection_counter(protection: str, registry: Registry | None = None) -> Counter:
+    """``ProtectionTriggeredCount{Protection=…}``: a defence against a hostile or broken peer fired."""
+    if protection not in PROTECTIONS:
+        raise ValueError(f"unknown protection {protection!r}; known: {', '.join(PROTECTIONS)}")
+    c = (registry or REGISTRY).child(
+        "ProtectionTriggeredCount",
+        "counter",
+        "A defence against a hostile or broken peer fired (connection closed, request refused).",
+        "Protection",
+        protection,
+    )
+    assert isinstance(c, Counter)
+    return c
+
+
 def publish_config_version(version: str, registry: Registry | None = None) -> None:
     """``ProxyConfigInfo{version="…"} 1``: which rendering (so which pinned endpoint list) this task runs."""
     g = (registry or REGISTRY).child(
