@@ -4,8 +4,8 @@
 - ``scctl crds``: every CRD as one multi-document YAML stream (``scctl crds | kubectl apply -f -``)
 - ``scctl validate -f FILE``: the operator's validation rules on ConnectService YAML/JSON, offline;
   exit 1 when anything is refused (``-f -`` reads stdin; ``--rules`` lists the rules)
-- ``scctl import-ecs --service create-service.json --task-definition task-def.json``: ECS JSON in,
-  ConnectService YAML out
+- ``scctl import-ecs --service create-service.json --task-definition task-def.json [--cluster c.json]``:
+  ECS JSON in (input or output forms), ConnectService (and Namespace, ConnectNamespace) YAML out
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from sc_operator import API_VERSION, __version__
 from sc_operator.api.common import ServiceRef
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.crdgen import multi_document_yaml
-from sc_operator.ecsimport import EcsImportError, import_ecs
+from sc_operator.ecsimport import EcsImportError, import_documents
 from sc_operator.validation import (
     RULES,
     Violation,
+    imported_service_connect,
     parse_and_validate,
     validate_namespace,
     validate_service,
@@ -114,6 +115,7 @@ def validate_document(doc: Any) -> Checked | None:
         checked.violations.extend(validate_service(doc))
         return checked
     model, violations = parse_and_validate(spec)
+    checked.violations.extend(imported_service_connect(doc))
     checked.violations.extend(violations)
     config = model.service_connect_configuration if model else None
     if model is not None and not violations and config is not None and config.namespace:
@@ -171,23 +173,45 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
     return EXIT_REFUSED if any(c.violations for _, c in results) else EXIT_OK
 
 
-def cmd_import_ecs(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+def _json(path: str | None, stdin: TextIO) -> Any:
+    if path is None:
+        return None
     try:
-        service = json.loads(_read(args.service, stdin))
-        task_definition = json.loads(_read(args.task_definition, stdin)) if args.task_definition else None
-        obj, dropped = import_ecs(service, task_definition, name=args.name, namespace=args.namespace)
+        return json.loads(_read(path, stdin))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON: {exc}") from exc
+
+
+def cmd_import_ecs(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    if not (args.service or args.cluster or args.cloud_map_namespace):
+        err.write("scctl import-ecs: give --service, --cluster or --cloud-map-namespace\n")
+        return EXIT_USAGE
+    try:
+        result = import_documents(
+            service=_json(args.service, stdin),
+            task_definition=_json(args.task_definition, stdin),
+            cluster=_json(args.cluster, stdin),
+            cloud_map_namespaces=[_json(path, stdin) for path in args.cloud_map_namespace],
+            name=args.name,
+            namespace=args.namespace,
+            namespace_name=args.namespace_name,
+        )
     except (InputError, EcsImportError) as exc:
         err.write(f"scctl import-ecs: {exc}\n")
         return EXIT_USAGE
-    except json.JSONDecodeError as exc:
-        err.write(f"scctl import-ecs: not JSON: {exc}\n")
-        return EXIT_USAGE
-    out.write(yaml.safe_dump(obj, sort_keys=False, width=110))
-    for path in dropped:
+    if len(result.objects) == 1:
+        out.write(yaml.safe_dump(result.objects[0], sort_keys=False, width=110))
+    else:
+        out.write(yaml.safe_dump_all(result.objects, sort_keys=False, width=110))
+    for path in result.dropped:
         err.write(f"note: dropped {path} (no meaning on Kubernetes)\n")
+    for warning in result.warnings:
+        err.write(f"warning: {warning}\n")
     # The conversion is faithful; what ECS would refuse, the operator refuses too, so say it now.
-    for violation in validate_service(obj):
-        err.write(f"warning: {violation}\n")
+    for obj in result.objects:
+        checked = validate_document(obj)
+        for violation in checked.violations if checked else []:
+            err.write(f"warning: {violation}\n")
     return EXIT_OK
 
 
@@ -206,14 +230,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("-o", "--output", choices=("text", "json"), default="text")
     validate.add_argument("--rules", action="store_true", help="list the rules and exit")
-    imp = sub.add_parser("import-ecs", help="convert ECS create-service + task definition JSON to YAML")
-    imp.add_argument("--service", required=True, help="create-service input JSON ('-' for stdin)")
+    imp = sub.add_parser(
+        "import-ecs",
+        help="convert ECS JSON (service, task definition, cluster, Cloud Map namespace) to YAML",
+        description="Convert ECS JSON, input or output forms, to our objects (multi-document YAML when "
+        "there are several). Dropped fields are noted on stderr; what changes behaviour is a warning.",
+    )
+    imp.add_argument(
+        "--service",
+        help="create-service input, or create-service/describe-services output, JSON ('-' for stdin); "
+        "in the output forms Service Connect is read from the PRIMARY deployment",
+    )
     imp.add_argument(
         "--task-definition",
         help="register-task-definition input JSON (or its describe-task-definition output)",
     )
+    imp.add_argument(
+        "--cluster",
+        help="create-cluster input or output, or describe-clusters output: serviceConnectDefaults becomes "
+        "a ConnectNamespace and the Namespace label that makes it the default",
+    )
+    imp.add_argument(
+        "--cloud-map-namespace",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="aws servicediscovery get-namespace output: a ConnectNamespace, and the name for its ARN "
+        "(repeatable)",
+    )
+    imp.add_argument(
+        "--namespace-name",
+        help="the Cloud Map namespace name for a namespace ARN (an ARN carries the id, not the name)",
+    )
     imp.add_argument("--name", help="metadata.name (default: serviceName)")
-    imp.add_argument("--namespace", help="metadata.namespace (default: none)")
+    imp.add_argument(
+        "--namespace",
+        help="metadata.namespace (default: the cluster's name with --cluster, else none)",
+    )
     return parser
 
 

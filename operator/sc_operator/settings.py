@@ -73,6 +73,9 @@ class OperatorSettings(BaseModel):
     ingress_port_base: Port = 15100
     #: The UID the proxy runs as (ECS's AppNetUID).
     proxy_uid: int = Field(default=20000, ge=1)
+    #: Pod-level resources (``spec.resources``) for the task size: ``auto`` = when the API server is
+    #: ≥ 1.34 (PodLevelResources on by default); ``disabled`` where the feature gate is off.
+    pod_level_resources: Literal["auto", "enabled", "disabled"] = "auto"
     #: Seconds the start-up gate (API servers < 1.29) waits for the proxy's ``/ready``.
     wait_ready_timeout: int = Field(default=120, ge=1, le=3600)
 

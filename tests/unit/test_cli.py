@@ -192,7 +192,11 @@ def test_import_ecs_converts_the_tutorial(tmp_path: Path, capsys: pytest.Capture
     )
     assert code == 0
     obj = yaml.safe_load(out)
-    assert obj["metadata"] == {"name": "service-connect-nginx-service", "namespace": "web"}
+    assert obj["metadata"] == {
+        "name": "service-connect-nginx-service",
+        "namespace": "web",
+        "annotations": {"serviceconnect.dev/ecs-service-connect": "enabled"},
+    }
     assert obj["spec"]["taskDefinition"] == TASK_DEFINITION
     assert obj["spec"]["serviceConnectConfiguration"] == CREATE_SERVICE["serviceConnectConfiguration"]
     assert obj["spec"]["desiredCount"] == 1

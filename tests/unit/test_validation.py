@@ -191,12 +191,65 @@ def test_tls_with_bridge(mode: str, refused: bool) -> None:
     assert rules(spec) == ({("bridge-tls", f"{SCC}.services[0].tls")} if refused else set())
 
 
-def test_host_mode_cannot_serve_endpoints_but_can_be_a_client() -> None:
+def test_host_mode_is_refused_for_servers_and_clients_alike() -> None:
+    """ECS intercepts Service Connect traffic only in awsvpc and bridge tasks; a host-network pod would
+    share the node's network, so host mode is refused whatever the service does."""
     spec = base()
     spec["taskDefinition"]["networkMode"] = "host"
     assert rules(spec) == {("network-mode", f"{TD}.networkMode")}
     del spec["serviceConnectConfiguration"]["services"]
+    assert rules(spec) == {("network-mode", f"{TD}.networkMode")}
+    spec["serviceConnectConfiguration"]["enabled"] = False
+    assert rules(spec) == {("network-mode", f"{TD}.networkMode")}
+    violation = check(spec)[0]
+    assert "awsvpc and bridge" in violation.message
+
+
+@pytest.mark.parametrize("mode", ["awsvpc", "bridge"])
+def test_awsvpc_and_bridge_are_accepted(mode: str) -> None:
+    spec = base()
+    spec["taskDefinition"]["networkMode"] = mode
     assert rules(spec) == set()
+
+
+@pytest.mark.parametrize(
+    ("compat", "refused"),
+    [
+        (["EC2"], False),
+        (["FARGATE", "EC2"], False),
+        (["EXTERNAL"], True),
+        (["EC2", "MANAGED_INSTANCES"], True),
+    ],
+)
+def test_ecs_anywhere_and_managed_instances_are_refused(compat: list[str], refused: bool) -> None:
+    spec = base()
+    spec["taskDefinition"]["requiresCompatibilities"] = compat
+    field = f"{TD}.requiresCompatibilities[{len(compat) - 1}]"
+    assert rules(spec) == ({("external-instances", field)} if refused else set())
+    if refused:
+        message = check(spec)[0].message
+        assert "not supported by Service Connect" in message
+    # Without Service Connect the field is only recorded, as ECS runs such services without it.
+    spec["serviceConnectConfiguration"]["enabled"] = False
+    assert rules(spec) == set()
+
+
+@pytest.mark.parametrize(
+    ("mode", "host_port", "refused"),
+    [
+        ("awsvpc", 80, False),
+        ("awsvpc", 8080, True),
+        ("awsvpc", 0, True),
+        ("bridge", 8080, False),
+        ("bridge", 0, False),
+    ],
+)
+def test_awsvpc_host_port_equals_container_port(mode: str, host_port: int, refused: bool) -> None:
+    spec = base()
+    spec["taskDefinition"]["networkMode"] = mode
+    spec["taskDefinition"]["containerDefinitions"][0]["portMappings"][0]["hostPort"] = host_port
+    field = f"{TD}.containerDefinitions[0].portMappings[0].hostPort"
+    assert rules(spec) == ({("awsvpc-host-port", field)} if refused else set())
 
 
 @pytest.mark.parametrize(("port_name", "refused"), [("nginx", False), ("redis", True)])

@@ -30,7 +30,7 @@ from sc_operator.render.names import (
     short_hash,
 )
 from sc_operator.render.ports import PortPlan
-from sc_operator.render.resources import cpu_quantity, memory_quantity
+from sc_operator.render.resources import container_resources
 from sc_operator.settings import OperatorSettings
 
 #: ECS health check defaults (RegisterTaskDefinition HealthCheck).
@@ -86,8 +86,16 @@ def health_probes(hc: HealthCheck) -> dict[str, dict[str, Any]]:
     return probes
 
 
-def task_container(c: ContainerDefinition) -> dict[str, Any]:
-    """One task container as a Kubernetes container."""
+def task_container(
+    c: ContainerDefinition, resources: dict[str, Any] | None = None, *, publish_host_ports: bool = False
+) -> dict[str, Any]:
+    """One task container as a Kubernetes container.
+
+    ``resources`` is its share of the task size (:func:`task_resources`), else its own values.
+    ``publish_host_ports`` (bridge mode): a non-zero ``hostPort`` is published on the node's address, as
+    Docker's bridge does; 0 or unset (ECS's dynamic host port) publishes nothing, the pod's own address
+    serving instead.
+    """
     out: dict[str, Any] = {"name": container_name(c.name), "image": c.image}
     if c.entry_point:
         out["command"] = list(c.entry_point)
@@ -106,6 +114,8 @@ def task_container(c: ContainerDefinition) -> dict[str, Any]:
             "containerPort": pm.container_port,
             "protocol": (pm.protocol or "tcp").upper(),
         }
+        if publish_host_ports and pm.host_port:
+            port["hostPort"] = pm.host_port
         # ECS port names allow '_' and 64 characters; Kubernetes port names are stricter, so keep the name
         # only when it is valid (it is informational: Services select the proxy's ports, not these).
         if pm.name and is_port_name(pm.name) and pm.name not in seen_names:
@@ -114,16 +124,9 @@ def task_container(c: ContainerDefinition) -> dict[str, Any]:
         ports.append(port)
     if ports:
         out["ports"] = ports
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if c.cpu:
-        requests["cpu"] = cpu_quantity(c.cpu)
-    if c.memory_reservation:
-        requests["memory"] = memory_quantity(c.memory_reservation)
-    if c.memory:
-        limits["memory"] = memory_quantity(c.memory)
-    if requests or limits:
-        out["resources"] = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+    resources = container_resources(c) if resources is None else resources
+    if resources:
+        out["resources"] = resources
     if c.health_check is not None and c.essential is not False:
         out.update(health_probes(c.health_check))
     return out

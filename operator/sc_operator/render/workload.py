@@ -32,6 +32,7 @@ from sc_operator.render.names import (
     managed_labels,
 )
 from sc_operator.render.ports import PortPlan
+from sc_operator.render.resources import task_resources
 from sc_operator.render.vips import assign_vips, host_aliases
 
 
@@ -80,7 +81,12 @@ def pod_labels(inputs: RenderInputs) -> dict[str, str]:
 def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, Any]) -> dict[str, Any]:
     """The pod spec: hostAliases, interception, the proxy in its start position, the task's containers."""
     settings = inputs.settings
-    app = [task_container(c) for c in inputs.containers()]
+    sizes = task_resources(inputs, proxy_resources if inputs.service_connect is not None else None)
+    bridge = inputs.task_definition.network_mode == "bridge"
+    app = [
+        task_container(c, resources, publish_host_ports=bridge)
+        for c, resources in zip(inputs.containers(), sizes.containers, strict=True)
+    ]
     spec: dict[str, Any] = {
         # Service links put one set of env vars per Service in every container; with hundreds of headless
         # Services in a namespace that is noise and start-up cost, and endpoints are reached by alias anyway.
@@ -89,6 +95,8 @@ def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, An
     hostname = next((c.hostname for c in inputs.containers() if c.hostname), None)
     if hostname:
         spec["hostname"] = hostname
+    if sizes.pod is not None:
+        spec["resources"] = sizes.pod
     if inputs.service_connect is None:
         spec["containers"] = app
         return spec
@@ -96,7 +104,7 @@ def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, An
     vips = assign_vips((ep.dns_name, ep.port) for ep in inputs.pinned)
     if vips:
         spec["hostAliases"] = host_aliases(vips)
-    proxy = proxy_container(settings, plan, proxy_resources, native_sidecar=inputs.native_sidecar)
+    proxy = proxy_container(settings, plan, sizes.proxy, native_sidecar=inputs.native_sidecar)
     init: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [
         {

@@ -18,9 +18,15 @@ from sc_operator.validation.registry import (
     validate_registration,
     validate_together,
 )
-from sc_operator.validation.service import parse_and_validate, validate_service, validate_spec
+from sc_operator.validation.service import (
+    imported_service_connect,
+    parse_and_validate,
+    validate_service,
+    validate_spec,
+)
 from sc_operator.validation.violation import (
     DEPLOYMENT_CONTROLLER_MESSAGE,
+    IMPORTED_SC_ANNOTATION,
     RULES,
     STANDALONE_TASK_MESSAGE,
     Violation,
@@ -28,6 +34,7 @@ from sc_operator.validation.violation import (
 
 __all__ = [
     "DEPLOYMENT_CONTROLLER_MESSAGE",
+    "IMPORTED_SC_ANNOTATION",
     "RULES",
     "STANDALONE_TASK_MESSAGE",
     "LocatedEndpoint",
@@ -35,6 +42,7 @@ __all__ = [
     "StaticRegistry",
     "Violation",
     "effective_endpoints",
+    "imported_service_connect",
     "located_endpoints",
     "parse_and_validate",
     "validate_namespace",

@@ -17,7 +17,12 @@ from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.api.units import parse_cpu, parse_memory
 from sc_operator.validation.endpoints import SCC, discovery_name, port_mappings, served
 from sc_operator.validation.schema import null_violations, violations_from
-from sc_operator.validation.violation import DEPLOYMENT_CONTROLLER_MESSAGE, RULES, Violation
+from sc_operator.validation.violation import (
+    DEPLOYMENT_CONTROLLER_MESSAGE,
+    IMPORTED_SC_ANNOTATION,
+    RULES,
+    Violation,
+)
 
 TD = "spec.taskDefinition"
 Rule = Callable[[ConnectServiceSpec], Iterator[Violation]]
@@ -109,13 +114,50 @@ def bridge_hostname_and_links(spec: ConnectServiceSpec) -> Iterator[Violation]:
 
 
 def network_mode(spec: ConnectServiceSpec) -> Iterator[Violation]:
-    if _network_mode(spec) == "host" and served(spec):
+    """ECS intercepts Service Connect traffic only in awsvpc tasks (NAT) and bridge tasks (TPROXY); the
+    ECS agent accepts ingress in those two modes only. On Kubernetes a host-network pod would also share
+    the node's network (and its iptables) with every other pod, so host is refused outright."""
+    if _network_mode(spec) == "host":
         yield Violation(
             "network-mode",
             f"{TD}.networkMode",
-            "Service Connect endpoints (ingress) are supported only in awsvpc and bridge network modes; "
-            "host mode can only be a client (no services)",
+            "Service Connect supports the awsvpc and bridge network modes, not host (the ECS agent "
+            "intercepts Service Connect traffic only in awsvpc and bridge tasks); use awsvpc",
         )
+
+
+def awsvpc_host_port(spec: ConnectServiceSpec) -> Iterator[Violation]:
+    """ECS RegisterTaskDefinition: in awsvpc mode hostPort is left out or equals containerPort (the task
+    has its own address, so there is no host to map from)."""
+    if _network_mode(spec) != "awsvpc":
+        return
+    for ci, container in enumerate(spec.task_definition.container_definitions):
+        for pi, mapping in enumerate(container.port_mappings or []):
+            if mapping.host_port is not None and mapping.host_port != mapping.container_port:
+                yield Violation(
+                    "awsvpc-host-port",
+                    f"{TD}.containerDefinitions[{ci}].portMappings[{pi}].hostPort",
+                    f"in the awsvpc network mode hostPort must be left out or equal the containerPort "
+                    f"({mapping.container_port}); got {mapping.host_port}. Use bridge to publish a "
+                    "different port on the node",
+                )
+
+
+#: requiresCompatibilities values whose tasks Service Connect cannot run (reference §10).
+UNSUPPORTED_COMPATIBILITIES = {
+    "EXTERNAL": "ECS Anywhere External container instances are not supported by Service Connect",
+    "MANAGED_INSTANCES": "ECS Managed Instances are not supported by Service Connect",
+}
+
+
+def external_instances(spec: ConnectServiceSpec) -> Iterator[Violation]:
+    for i, compat in enumerate(spec.task_definition.requires_compatibilities or []):
+        if compat in UNSUPPORTED_COMPATIBILITIES:
+            yield Violation(
+                "external-instances",
+                f"{TD}.requiresCompatibilities[{i}]",
+                f"{UNSUPPORTED_COMPATIBILITIES[compat]} (got {compat}); use EC2 or FARGATE",
+            )
 
 
 def bridge_tls(spec: ConnectServiceSpec) -> Iterator[Violation]:
@@ -299,11 +341,11 @@ def task_quota(spec: ConnectServiceSpec) -> Iterator[Violation]:
         )
 
 
-ALWAYS: tuple[Rule, ...] = (deployment_controller, task_cpu, ports)
+ALWAYS: tuple[Rule, ...] = (deployment_controller, task_cpu, ports, network_mode, awsvpc_host_port)
 WITH_SERVICE_CONNECT: tuple[Rule, ...] = (
     windows,
     task_memory,
-    network_mode,
+    external_instances,
     bridge_hostname_and_links,
     bridge_tls,
     port_names,
@@ -337,9 +379,30 @@ def parse_and_validate(spec: Mapping[str, Any]) -> tuple[ConnectServiceSpec | No
     return model, nulls + validate_spec(model)
 
 
+def imported_service_connect(obj: Mapping[str, Any]) -> list[Violation]:
+    """An object ``scctl import-ecs`` made from a service with Service Connect must still enable it."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(IMPORTED_SC_ANNOTATION) != "enabled":
+        return []
+    spec = obj.get("spec")
+    scc = spec.get("serviceConnectConfiguration") if isinstance(spec, Mapping) else None
+    if isinstance(scc, Mapping) and scc.get("enabled") is True:
+        return []
+    return [
+        Violation(
+            "imported-service-connect",
+            f"{SCC}",
+            f"the ECS service this was imported from had Service Connect enabled (annotation "
+            f"{IMPORTED_SC_ANNOTATION}), but the spec has no enabled serviceConnectConfiguration; "
+            "re-import it (for describe-services output, ECS keeps it under deployments[]) or remove "
+            "the annotation to run it without Service Connect",
+        )
+    ]
+
+
 def validate_service(obj: Mapping[str, Any]) -> list[Violation]:
     """Every violation of a ConnectService object (``apiVersion``/``kind``/``metadata``/``spec``)."""
     spec = obj.get("spec")
     if not isinstance(spec, Mapping):
         return [Violation("required", "spec", "a ConnectService needs a spec")]
-    return parse_and_validate(spec)[1]
+    return imported_service_connect(obj) + parse_and_validate(spec)[1]

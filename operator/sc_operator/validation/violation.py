@@ -8,6 +8,9 @@ from dataclasses import dataclass
 STANDALONE_TASK_MESSAGE = (
     "Service Connect supports only tasks created by a service; standalone tasks are not supported"
 )
+#: ``scctl import-ecs`` sets this annotation on a ConnectService whose ECS service had Service Connect
+#: enabled, so that an edit (or a lossy tool) that drops the configuration is refused, not run without it.
+IMPORTED_SC_ANNOTATION = "serviceconnect.dev/ecs-service-connect"
 DEPLOYMENT_CONTROLLER_MESSAGE = (
     "Service Connect supports only the ECS deployment controller; "
     "CODE_DEPLOY (blue/green) and EXTERNAL are not supported"
@@ -26,7 +29,12 @@ RULES: dict[str, str] = {
     "bridge-hostname": "hostname is not supported for Service Connect tasks in bridge network mode",
     "links": "task definition links are not supported with Service Connect",
     "bridge-tls": "Service Connect TLS is not supported in bridge network mode",
-    "network-mode": "Service Connect endpoints (ingress) need the awsvpc or bridge network mode",
+    "network-mode": "Service Connect supports the awsvpc and bridge network modes, not host",
+    "external-instances": "Service Connect does not support ECS Anywhere External instances "
+    "(requiresCompatibilities EXTERNAL) or ECS Managed Instances",
+    "awsvpc-host-port": "in awsvpc mode hostPort must be left out or equal the containerPort",
+    "imported-service-connect": "a service imported with Service Connect enabled must keep its "
+    "serviceConnectConfiguration",
     "tcp-per-request-timeout": "perRequestTimeoutSeconds applies only to appProtocol http, http2 or grpc",
     "port-name": "portName and portMappings[].name: up to 64 characters of [a-z0-9_-], not starting with '-'",
     "port-name-unknown": "portName must match the name of a portMapping in the task definition",

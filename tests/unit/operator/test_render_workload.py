@@ -62,8 +62,10 @@ def test_nginx_task_container() -> None:
     web = container(pod_spec(make_inputs()), "webserver")
     assert web["image"] == "public.ecr.aws/docker/library/nginx:latest"
     assert web["ports"] == [{"containerPort": 80, "protocol": "TCP", "name": "nginx"}]
-    # cpu 100 units = 97.66m, rounded up; no memory set on the container.
-    assert web["resources"] == {"requests": {"cpu": "98m"}}
+    # cpu 100 units = 97.66m, rounded up; no memory of its own, so on a server without pod-level
+    # resources it gets the task's 512 MiB less the proxy's 128 MiB limit (tests/unit/operator/
+    # test_render_task_size.py covers the task size in full).
+    assert web["resources"] == {"requests": {"cpu": "98m"}, "limits": {"memory": "384Mi"}}
     assert "readinessProbe" not in web
 
 
@@ -79,7 +81,8 @@ def test_cpu_units_become_millicores_rounded_up(units: int, quantity: str) -> No
 
 def test_cpu_zero_requests_nothing() -> None:
     web = container(pod_spec(make_inputs(with_container(NGINX_SPEC, cpu=0))), "webserver")
-    assert "resources" not in web
+    # No CPU of its own, and the proxy's 256 units take the whole task CPU: nothing left to share.
+    assert "cpu" not in web["resources"].get("requests", {})
 
 
 def test_client_container_memory_env_command_and_health_check() -> None:
