@@ -107,6 +107,46 @@ def test_code_deploy_service_is_refused_at_apply(
     assert kubectl.run("get", "connectservice", "blue-green", "-n", test_ns, check=False).returncode != 0
 
 
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (
+            {"requiresCompatibilities": ["EXTERNAL"]},
+            "spec.taskDefinition.requiresCompatibilities[0]: [external-instances]",
+            "ECS Anywhere External container instances are not supported by Service Connect",
+        ),
+        (
+            {"networkMode": "host"},
+            "spec.taskDefinition.networkMode: [network-mode]",
+            "Service Connect supports the awsvpc and bridge network modes, not host",
+        ),
+    ],
+    ids=["ecs-anywhere", "host-mode"],
+)
+def test_what_service_connect_does_not_support_is_refused_at_apply(
+    kubectl: Kubectl, test_ns: str, connect_namespace: str, change: dict[str, Any], field: str, words: str
+) -> None:
+    doc = nginx(test_ns, connect_namespace, "unsupported")
+    doc["spec"]["taskDefinition"].update(change)
+    proc = _apply(kubectl, doc)
+    assert proc.returncode != 0
+    assert 'admission webhook "validate-connectservice.serviceconnect.dev" denied the request' in proc.stderr
+    assert field in proc.stderr
+    assert words in proc.stderr
+    assert kubectl.run("get", "connectservice", "unsupported", "-n", test_ns, check=False).returncode != 0
+
+
+def test_an_imported_service_that_lost_service_connect_is_refused_at_apply(
+    kubectl: Kubectl, test_ns: str, connect_namespace: str
+) -> None:
+    doc = nginx(test_ns, connect_namespace, "imported")
+    doc["metadata"]["annotations"] = {"serviceconnect.dev/ecs-service-connect": "enabled"}
+    del doc["spec"]["serviceConnectConfiguration"]
+    proc = _apply(kubectl, doc)
+    assert proc.returncode != 0
+    assert "spec.serviceConnectConfiguration: [imported-service-connect]" in proc.stderr
+
+
 def test_valid_service_passes_and_its_tasks_are_admitted(
     kubectl: Kubectl, kube: Kube, test_ns: str, connect_namespace: str
 ) -> None:

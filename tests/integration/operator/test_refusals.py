@@ -52,6 +52,18 @@ def _per_request_timeout_on_tcp(spec: dict[str, Any]) -> None:
     spec["serviceConnectConfiguration"]["services"][0]["timeout"] = {"perRequestTimeoutSeconds": 5}
 
 
+def _ecs_anywhere(spec: dict[str, Any]) -> None:
+    spec["taskDefinition"]["requiresCompatibilities"] = ["EXTERNAL"]
+
+
+def _host_mode(spec: dict[str, Any]) -> None:
+    spec["taskDefinition"]["networkMode"] = "host"
+
+
+def _awsvpc_host_port(spec: dict[str, Any]) -> None:
+    spec["taskDefinition"]["containerDefinitions"][0]["portMappings"][0]["hostPort"] = 8080
+
+
 REFUSALS: list[tuple[str, Mutation, str]] = [
     ("code-deploy", _controller("CODE_DEPLOY"), "deployment-controller"),
     ("external", _controller("EXTERNAL"), "deployment-controller"),
@@ -60,6 +72,9 @@ REFUSALS: list[tuple[str, Mutation, str]] = [
     ("container-memory", _container_memory_at_task_memory, "container-memory"),
     ("bridge-hostname", _hostname_in_bridge, "bridge-hostname"),
     ("tcp-timeout", _per_request_timeout_on_tcp, "tcp-per-request-timeout"),
+    ("ecs-anywhere", _ecs_anywhere, "external-instances"),
+    ("host-mode", _host_mode, "network-mode"),
+    ("awsvpc-host-port", _awsvpc_host_port, "awsvpc-host-port"),
 ]
 
 
