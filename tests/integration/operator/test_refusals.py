@@ -61,7 +61,7 @@ def _host_mode(spec: dict[str, Any]) -> None:
 
 
 def _awsvpc_host_port(spec: dict[str, Any]) -> None:
-    spec["taskDefinition"]["containerDefinitions"][0]["portMappings"][0]["hostPort"] = 8080
+    spec["taskDefinition"]["containerDefinitions"][0]["portMappings"][0]["hostPort"] = 18080
 
 
 REFUSALS: list[tuple[str, Mutation, str]] = [
