@@ -660,3 +660,22 @@ def test_validate_namespace() -> None:
         ("schema", "spec.typo"),
         ("schema", "spec.description"),
     }
+
+
+@pytest.mark.parametrize(("container_cpu", "refused"), [(256, False), (257, True)])
+def test_container_cpu_fits_the_task(container_cpu: int, refused: bool) -> None:
+    spec = base()
+    spec["taskDefinition"]["containerDefinitions"][0]["cpu"] = container_cpu
+    assert rules(spec) == ({("container-cpu", f"{TD}.containerDefinitions")} if refused else set())
+
+
+@pytest.mark.parametrize(("reservation", "refused"), [(512, False), (513, True)])
+def test_container_memory_reservations_fit_the_task(reservation: int, refused: bool) -> None:
+    spec = base()
+    container = spec["taskDefinition"]["containerDefinitions"][0]
+    del container["memory"]
+    second = {**copy.deepcopy(container), "name": "side", "portMappings": [], "memory": 256}
+    container["memoryReservation"] = reservation - 256  # the side car reserves its limit, 256
+    spec["taskDefinition"]["containerDefinitions"].append(second)
+    expected = {("container-memory-reservation", f"{TD}.containerDefinitions")} if refused else set()
+    assert rules(spec) == expected

@@ -84,9 +84,38 @@ def task_cpu(spec: ConnectServiceSpec) -> Iterator[Violation]:
     if spec.task_definition.cpu is None:
         return
     try:
-        parse_cpu(spec.task_definition.cpu)
+        total = parse_cpu(spec.task_definition.cpu)
     except ValueError as exc:
         yield Violation("task-size", f"{TD}.cpu", f'{exc}; use CPU units ("256") or vCPU ("0.25 vCPU")')
+        return
+    used = sum(c.cpu or 0 for c in spec.task_definition.container_definitions)
+    if used > total:
+        # The task size becomes the pod's resources, which the API server holds the containers to.
+        yield Violation(
+            "container-cpu",
+            f"{TD}.containerDefinitions",
+            f"the CPU reserved for all containers must not exceed the task cpu: the containers' cpu adds up "
+            f"to {used} units and the task has {total}",
+        )
+
+
+def container_reservations(spec: ConnectServiceSpec) -> Iterator[Violation]:
+    """A container reserves its memoryReservation, else its memory; together no more than the task."""
+    task = spec.task_definition
+    if task.memory is None:
+        return
+    try:
+        total = parse_memory(task.memory)
+    except ValueError:
+        return  # task_memory reports it
+    reserved = sum(c.memory_reservation or c.memory or 0 for c in task.container_definitions)
+    if reserved > total:
+        yield Violation(
+            "container-memory-reservation",
+            f"{TD}.containerDefinitions",
+            f"the memory reserved for all containers (memoryReservation, else memory) must not exceed the "
+            f"task memory: they add up to {reserved} MiB and the task has {total} MiB",
+        )
 
 
 def _network_mode(spec: ConnectServiceSpec) -> str:
@@ -341,7 +370,14 @@ def task_quota(spec: ConnectServiceSpec) -> Iterator[Violation]:
         )
 
 
-ALWAYS: tuple[Rule, ...] = (deployment_controller, task_cpu, ports, network_mode, awsvpc_host_port)
+ALWAYS: tuple[Rule, ...] = (
+    deployment_controller,
+    task_cpu,
+    container_reservations,
+    ports,
+    network_mode,
+    awsvpc_host_port,
+)
 WITH_SERVICE_CONNECT: tuple[Rule, ...] = (
     windows,
     task_memory,

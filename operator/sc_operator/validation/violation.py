@@ -26,6 +26,8 @@ RULES: dict[str, str] = {
     "task-memory-required": "Service Connect requires task-level memory in the task definition",
     "task-size": "task cpu and memory are ECS sizes: CPU units or vCPU, MiB or GB",
     "container-memory": "container memory limits are allowed only below the task memory (their sum)",
+    "container-cpu": "the CPU reserved for all containers must not exceed the task cpu",
+    "container-memory-reservation": "the memory reserved for all containers must not exceed the task memory",
     "bridge-hostname": "hostname is not supported for Service Connect tasks in bridge network mode",
     "links": "task definition links are not supported with Service Connect",
     "bridge-tls": "Service Connect TLS is not supported in bridge network mode",

@@ -31,6 +31,7 @@ from sc_operator.kube import (
     SERVICES,
     Kube,
 )
+from sc_operator.render.resources import POD_LEVEL_RESOURCES_VERSION
 from support.envtest import KubeAPI
 from support.operator import Kubelet, OperatorProcess, accepted, wait_for
 
@@ -117,7 +118,15 @@ def test_tutorial_nginx_and_client(
     assert proxy["securityContext"]["runAsNonRoot"] is True
     assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
     assert proxy["readinessProbe"]["httpGet"]["path"] == "/ready"
-    assert proxy["resources"]["requests"] == {"cpu": "250m", "memory": "64Mi"}  # 256 CPU units
+    # 256 CPU units; the client's container reserves nothing, so the proxy's share is whole either way.
+    assert proxy["resources"]["requests"] == {"cpu": "250m", "memory": "64Mi"}
+    if kube_api.version >= POD_LEVEL_RESOURCES_VERSION:
+        # The task size is the pod's; the proxy has no limit of its own, the pod's bounds it.
+        assert pod["resources"]["limits"] == {"cpu": "250m", "memory": "512Mi"}
+        assert "limits" not in proxy["resources"]
+    else:
+        assert "resources" not in pod
+        assert proxy["resources"]["limits"] == {"memory": "128Mi"}
     assert any(m["mountPath"] == "/etc/serviceconnect" and m.get("readOnly") for m in proxy["volumeMounts"])
     init = pod["initContainers"][0]
     assert sorted(init["securityContext"]["capabilities"]["add"]) == ["NET_ADMIN", "NET_RAW"]
@@ -129,6 +138,13 @@ def test_tutorial_nginx_and_client(
     nginx_pod = pod_template(kube, namespace, nginx["metadata"]["name"])["spec"]
     web = next(c for c in nginx_pod["containers"] if c["name"] == "webserver")
     assert web["resources"]["requests"]["cpu"] == "98m"  # 100 CPU units x 1000/1024, rounded up
+    if kube_api.version >= POD_LEVEL_RESOURCES_VERSION:
+        # The proxy requests what webserver's 98m leaves of the task's 250m.
+        nginx_proxy = next(c for c in nginx_pod["initContainers"] if c["name"] == "sc-proxy")
+        assert nginx_proxy["resources"]["requests"] == {"cpu": "152m", "memory": "64Mi"}
+    else:
+        # No pod-level resources: the task's 512 MiB less the proxy's 128 MiB limit.
+        assert web["resources"]["limits"]["memory"] == "384Mi"
     headless = kube.list(SERVICES, namespace, {"serviceconnect.dev/service": nginx["metadata"]["name"]})
     assert len(headless) == 1
     assert headless[0]["spec"]["clusterIP"] == "None"
