@@ -33,11 +33,17 @@ def server_version(api_client: Any) -> tuple[int, int]:
 
 @pytest.fixture
 def pod_namespace(api_client: Any, namespace: str) -> str:
-    """The namespace with its default ServiceAccount (which pods need; no controller creates it here)."""
+    """The namespace with its default ServiceAccount, which pods need (created here unless a
+    kube-controller-manager started by other tests already did)."""
     from kubernetes import client
+    from kubernetes.client.rest import ApiException
 
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+    try:
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
     return namespace
 
 
