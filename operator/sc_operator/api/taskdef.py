@@ -65,7 +65,8 @@ class PortMapping(ApiModel):
     name: PortName | None = None
     container_port: ContainerPort | None = None
     host_port: ContainerPort | None = None
-    """In bridge mode 0 or unset means a dynamic host port."""
+    """bridge: a non-zero port is published on the node's address; 0 or unset (dynamic) publishes nothing.
+    awsvpc: leave it out or equal to containerPort."""
     protocol: TransportProtocol | None = None
     """tcp (default) or udp; Service Connect intercepts TCP only."""
     app_protocol: AppProtocol | None = None
@@ -122,11 +123,13 @@ class TaskDefinition(ApiModel):
 
     family: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[a-zA-Z0-9_-]+$")]
     network_mode: NetworkMode | None = None
-    """awsvpc (the default here: every pod has its own address), bridge or host."""
+    """awsvpc (the default here: every pod has its own address) or bridge (hostPort is published on the
+    node); host is refused, as Service Connect does not support it."""
     cpu: EcsSize | None = None
-    """Task CPU: CPU units ("256", 256) or vCPU ("0.25 vCPU")."""
+    """Task CPU: CPU units ("256", 256) or vCPU ("0.25 vCPU"); bounds the whole task, proxy included."""
     memory: EcsSize | None = None
-    """Task memory, required by Service Connect: MiB ("512", 512) or GB ("1 GB")."""
+    """Task memory, required by Service Connect: MiB ("512", 512) or GB ("1 GB"); bounds the whole task,
+    proxy included."""
     runtime_platform: RuntimePlatform | None = None
     container_definitions: list[ContainerDefinition] = Field(min_length=1)
     execution_role_arn: str | None = None
@@ -134,4 +137,5 @@ class TaskDefinition(ApiModel):
     task_role_arn: str | None = None
     """Recorded for ECS compatibility; unused on Kubernetes."""
     requires_compatibilities: list[Literal["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"]] | None = None
-    """Recorded for ECS compatibility; unused on Kubernetes."""
+    """Recorded for ECS compatibility; with Service Connect, EXTERNAL (ECS Anywhere) and MANAGED_INSTANCES
+    are refused, as ECS does not support them."""
