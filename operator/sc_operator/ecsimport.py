@@ -365,25 +365,6 @@ def import_documents(
     return result
 
 
-def import_ecs(
-    service: Mapping[str, Any],
-    task_definition: Mapping[str, Any] | None,
-    *,
-    name: str | None = None,
-    namespace: str | None = None,
-    namespace_name: str | None = None,
-) -> tuple[dict[str, Any], list[str]]:
-    """A ConnectService object and the paths of the ECS fields that were dropped (warnings included)."""
-    result = import_documents(
-        service=service,
-        task_definition=task_definition,
-        name=name,
-        namespace=namespace,
-        namespace_name=namespace_name,
-    )
-    return result.objects[-1], result.dropped + result.warnings
-
-
 def _field_name(alias: str) -> str:
     for field_name, info in ConnectServiceSpec.model_fields.items():
         if info.alias == alias:
