@@ -14,6 +14,7 @@ from typing import Protocol
 from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.validation.endpoints import SCC, effective_endpoints, located_endpoints
+from sc_operator.validation.names import DISCOVERY, DNS, RULE, name_collisions
 from sc_operator.validation.violation import Violation
 
 
@@ -51,9 +52,10 @@ def validate_registration(
                 )
             )
     registry = registries.get(namespace)
+    others = [ep for ep in registry.endpoints if ep.service != owner] if registry is not None else []
+    violations += _name_violations(spec, owner, namespace, others)
     if registry is None:
         return violations
-    others = [ep for ep in registry.endpoints if ep.service != owner]
     by_discovery = {ep.discovery_name: ep for ep in others}
     by_alias = {(ep.dns_name, ep.port): ep for ep in others}
     for located in located_endpoints(spec, owner):
@@ -77,6 +79,29 @@ def validate_registration(
                     f"{located.path}.clientAliases[0]",
                     f"each (dnsName, port) must be unique within a namespace; {endpoint.dns_name}:"
                     f"{endpoint.port} is already registered in {namespace!r} by {held.service}",
+                )
+            )
+    return violations
+
+
+_FIELD = {DISCOVERY: "discoveryName", DNS: "clientAliases[0].dnsName"}
+
+
+def _name_violations(
+    spec: ConnectServiceSpec, owner: ServiceRef, namespace: str, others: Sequence[Endpoint]
+) -> list[Violation]:
+    """Rule client-name-collision (:mod:`sc_operator.validation.names`) against the other services'
+    endpoints and, within the service, against its earlier entries."""
+    violations = []
+    located = located_endpoints(spec, owner)
+    for i, entry in enumerate(located):
+        held = [*others, *(earlier.endpoint for earlier in located[:i])]
+        for collision in name_collisions([entry.endpoint], held):
+            violations.append(
+                Violation(
+                    RULE,
+                    f"{entry.path}.{_FIELD.get(collision.kind, collision.kind)}",
+                    collision.message(namespace),
                 )
             )
     return violations
