@@ -162,8 +162,10 @@ def check_conflicts(reg: Registry, service: ServiceRef, endpoints: Iterable[Endp
                 f"ConnectService {held.service}: each (dnsName, port) must be unique within a namespace",
                 held.service,
             )
-    for collision in name_collisions(endpoints, others):
-        raise RegistryConflict("ClientNameCollision", collision.message(), collision.held.service)
+    collisions = name_collisions(endpoints, others)
+    if collisions:
+        first = collisions[0]
+        raise RegistryConflict("ClientNameCollision", first.message(), first.held.service)
 
 
 def register(

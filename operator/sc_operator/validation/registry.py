@@ -3,6 +3,8 @@
 A registry is any object with ``endpoints`` (registered Endpoints with their owning service) and
 ``holders()`` (every member service, client-only ones included); ``sc_operator.registry.Registry`` is one.
 Endpoints the service itself already holds never conflict, so re-validating a registered service is quiet.
+Rule ``client-name-collision`` (:mod:`sc_operator.validation.names`) also compares the service's own
+entries with each other.
 """
 
 from __future__ import annotations
@@ -52,10 +54,9 @@ def validate_registration(
                 )
             )
     registry = registries.get(namespace)
-    others = [ep for ep in registry.endpoints if ep.service != owner] if registry is not None else []
-    violations += _name_violations(spec, owner, namespace, others)
     if registry is None:
-        return violations
+        return violations + _name_violations(spec, owner, namespace, [])
+    others = [ep for ep in registry.endpoints if ep.service != owner]
     by_discovery = {ep.discovery_name: ep for ep in others}
     by_alias = {(ep.dns_name, ep.port): ep for ep in others}
     for located in located_endpoints(spec, owner):
@@ -81,7 +82,7 @@ def validate_registration(
                     f"{endpoint.port} is already registered in {namespace!r} by {held.service}",
                 )
             )
-    return violations
+    return violations + _name_violations(spec, owner, namespace, others)
 
 
 _FIELD = {DISCOVERY: "discoveryName", DNS: "clientAliases[0].dnsName"}
