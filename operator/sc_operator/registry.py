@@ -28,6 +28,7 @@ from typing import Any
 from sc_operator import API_VERSION
 from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.kube import CONNECT_NAMESPACES, METADATA_LIST, ApiError, Kube, Obj
+from sc_operator.validation.names import name_collisions
 
 
 class RegistryConflict(Exception):
@@ -137,11 +138,13 @@ class Registry:
 
 
 def check_conflicts(reg: Registry, service: ServiceRef, endpoints: Iterable[Endpoint]) -> None:
-    """Raise :class:`RegistryConflict` if another service holds a discoveryName or dnsName:port."""
+    """Raise :class:`RegistryConflict` if another service holds a discoveryName or dnsName:port, or one
+    of the names clients may use (:mod:`sc_operator.validation.names`)."""
     key = _ref_key(service)
     others = [ep for ep in reg.endpoints if _ref_key(ep.service) != key]
     by_discovery = {ep.discovery_name: ep for ep in others}
     by_alias = {(ep.dns_name, ep.port): ep for ep in others}
+    endpoints = list(endpoints)
     for ep in endpoints:
         held = by_discovery.get(ep.discovery_name)
         if held is not None:
@@ -159,6 +162,10 @@ def check_conflicts(reg: Registry, service: ServiceRef, endpoints: Iterable[Endp
                 f"ConnectService {held.service}: each (dnsName, port) must be unique within a namespace",
                 held.service,
             )
+    collisions = name_collisions(endpoints, others)
+    if collisions:
+        first = collisions[0]
+        raise RegistryConflict("ClientNameCollision", first.message(), first.held.service)
 
 
 def register(

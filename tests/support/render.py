@@ -78,7 +78,13 @@ CLIENT_SPEC: dict[str, Any] = {
 
 
 def endpoint(
-    discovery: str, dns: str, port: int, proto: str | None, owner: str, ns: str = "default"
+    discovery: str,
+    dns: str,
+    port: int,
+    proto: str | None,
+    owner: str,
+    ns: str = "default",
+    port_name: str | None = None,
 ) -> dict[str, Any]:
     ep: dict[str, Any] = {
         "discoveryName": discovery,
@@ -88,6 +94,8 @@ def endpoint(
     }
     if proto:
         ep["appProtocol"] = proto
+    if port_name:
+        ep["portName"] = port_name
     return ep
 
 

@@ -471,7 +471,7 @@ def parsed(spec: dict[str, Any]) -> ConnectServiceSpec:
 def test_effective_endpoint_defaults() -> None:
     [endpoint] = effective_endpoints(parsed(base()), WEB)
     assert endpoint == Endpoint(
-        discovery_name="nginx", dns_name="nginx", port=80, app_protocol="http", service=WEB
+        discovery_name="nginx", port_name="nginx", dns_name="nginx", port=80, app_protocol="http", service=WEB
     )
 
 
@@ -535,9 +535,18 @@ def test_duplicate_discovery_name_in_the_namespace() -> None:
     assert "shop/other" in violation.message
 
 
+def named(discovery: str, dns: str) -> dict[str, Any]:
+    spec = base()
+    svc(spec)["discoveryName"] = discovery
+    svc(spec)["clientAliases"] = [{"port": 80, "dnsName": dns}]
+    return spec
+
+
 def test_duplicate_dns_name_and_port_in_the_namespace() -> None:
     registry = PlainRegistry(endpoints=(ep("else", "nginx", 80, OTHER),))
-    [violation] = validate_registration(parsed(base()), WEB, "tutorial", {"tutorial": registry})
+    [violation] = validate_registration(
+        parsed(named("web", "nginx")), WEB, "tutorial", {"tutorial": registry}
+    )
     assert (violation.rule, violation.field) == (
         "client-alias-duplicate",
         f"{SCC}.services[0].clientAliases[0]",
@@ -547,6 +556,52 @@ def test_duplicate_dns_name_and_port_in_the_namespace() -> None:
 
 def test_same_dns_name_on_another_port_is_fine() -> None:
     registry = PlainRegistry(endpoints=(ep("else", "nginx", 8080, OTHER),))
+    spec = parsed(named("web", "nginx"))
+    assert validate_registration(spec, WEB, "tutorial", {"tutorial": registry}) == []
+
+
+def test_a_discovery_name_that_is_another_endpoints_dns_name_is_refused_naming_both_owners() -> None:
+    # Clients resolve discoveryNames and dnsNames alike (render.vips), so "nginx" would mean two endpoints.
+    registry = PlainRegistry(endpoints=(ep("else", "nginx", 8080, OTHER),))
+    [violation] = validate_registration(parsed(base()), WEB, "tutorial", {"tutorial": registry})
+    assert (violation.rule, violation.field) == ("client-name-collision", f"{SCC}.services[0].discoveryName")
+    assert "discoveryName 'nginx'" in violation.message
+    assert str(WEB) in violation.message
+    assert "shop/other" in violation.message
+    assert "dnsName of endpoint 'else'" in violation.message
+
+
+def test_a_dns_name_that_is_another_endpoints_discovery_name_is_refused() -> None:
+    registry = PlainRegistry(endpoints=(ep("cache", "cache", 6379, OTHER),))
+    [violation] = validate_registration(
+        parsed(named("web", "cache")), WEB, "tutorial", {"tutorial": registry}
+    )
+    assert (violation.rule, violation.field) == (
+        "client-name-collision",
+        f"{SCC}.services[0].clientAliases[0].dnsName",
+    )
+    assert "shop/other" in violation.message
+
+
+def test_names_of_two_entries_of_one_service_collide_too() -> None:
+    spec = base()
+    spec["taskDefinition"]["containerDefinitions"][0]["portMappings"].append(
+        {"name": "admin", "containerPort": 9090, "protocol": "tcp"}
+    )
+    spec["serviceConnectConfiguration"]["services"].append(
+        {"portName": "admin", "discoveryName": "admin", "clientAliases": [{"port": 9090, "dnsName": "nginx"}]}
+    )
+    violations = validate_registration(parsed(spec), WEB, "tutorial", {"tutorial": Registry()})
+    assert [(v.rule, v.field) for v in violations] == [
+        ("client-name-collision", f"{SCC}.services[1].clientAliases[0].dnsName")
+    ]
+
+
+def test_a_shared_port_name_is_never_refused() -> None:
+    # Services sharing a task definition (ECS allows it; each with its own discoveryName) share portNames;
+    # a portName equal to another endpoint's discoveryName is normal too. It just resolves to neither.
+    shared = Endpoint(discovery_name="other", port_name="nginx", dns_name="other", port=81, service=OTHER)
+    registry = PlainRegistry(endpoints=(shared,))
     assert validate_registration(parsed(base()), WEB, "tutorial", {"tutorial": registry}) == []
 
 

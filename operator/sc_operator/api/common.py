@@ -109,6 +109,9 @@ class Endpoint(StatusModel):
 
     discovery_name: str
     """The Cloud Map service name; unique in the namespace."""
+    port_name: str | None = None
+    """The task definition's portMapping name; clients reach the endpoint by it too when no other endpoint
+    of the namespace uses the same portName (unset on endpoints registered before it was recorded)."""
     dns_name: str
     """The name clients use; (dnsName, port) is unique in the namespace."""
     port: int

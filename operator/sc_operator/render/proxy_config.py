@@ -1,9 +1,9 @@
 """The sidecar's configuration for one rollout (a :class:`sc_proxy.config.ProxyConfig`).
 
 Endpoints are the pinned list: each distinct discoveryName becomes one upstream whose tasks the proxy finds
-through the owner's headless Service (A records for addresses, SRV for the ingress port); each (dnsName,
-port) becomes an alias on that dnsName's VIP. Each served endpoint becomes an ingress listener that forwards
-to the app on 127.0.0.1:containerPort.
+through the owner's headless Service (A records for addresses, SRV for the port to dial); each endpoint's
+alias port becomes an alias on the endpoint's VIP, where its dnsName, discoveryName and portName resolve.
+Each served endpoint becomes an ingress listener that forwards to the app on 127.0.0.1:containerPort.
 
 The file is built as a plain document holding only what we decide (the sidecar applies its own defaults to
 the rest), as compact canonical JSON: a rollout in a namespace of hundreds of endpoints pins them all into
@@ -22,7 +22,7 @@ from sc_operator.api.common import Endpoint
 from sc_operator.render.inputs import RenderError, RenderInputs
 from sc_operator.render.names import headless_dns_name, headless_service_name, srv_name
 from sc_operator.render.ports import PortPlan, ServedPort, plan_ports
-from sc_operator.render.vips import assign_vips
+from sc_operator.render.vips import vip_plan
 from sc_proxy.config import ConfigError, ProxyConfig, parse_config
 
 
@@ -92,10 +92,9 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
         if timeouts:
             upstream["timeouts"] = timeouts
         endpoints.append(upstream)
-    vips = assign_vips((ep.dns_name, ep.port) for ep in pinned)
     aliases = [
-        {"address": vips[(ep.dns_name, ep.port)], "port": ep.port, "endpoint": ep.discovery_name}
-        for ep in sorted(pinned, key=lambda e: (e.dns_name, e.port))
+        {"address": address, "port": port, "endpoint": discovery}
+        for (address, port), discovery in vip_plan(inputs).ports.items()
     ]
     ingress = []
     for s in inputs.served():

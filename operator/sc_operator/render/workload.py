@@ -33,7 +33,7 @@ from sc_operator.render.names import (
 )
 from sc_operator.render.ports import PortPlan
 from sc_operator.render.resources import task_resources
-from sc_operator.render.vips import assign_vips, host_aliases
+from sc_operator.render.vips import vip_plan
 
 
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
@@ -101,9 +101,9 @@ def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, An
         spec["containers"] = app
         return spec
 
-    vips = assign_vips((ep.dns_name, ep.port) for ep in inputs.pinned)
-    if vips:
-        spec["hostAliases"] = host_aliases(vips)
+    aliases = vip_plan(inputs).host_aliases()
+    if aliases:
+        spec["hostAliases"] = aliases
     proxy = proxy_container(settings, plan, sizes.proxy, native_sidecar=inputs.native_sidecar)
     init: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [

@@ -65,6 +65,7 @@ def located_endpoints(spec: ConnectServiceSpec, owner: ServiceRef) -> list[Locat
         for alias in service.client_aliases or []:
             endpoint = Endpoint(
                 discovery_name=name,
+                port_name=service.port_name,
                 dns_name=alias.dns_name or name,
                 port=alias.port,
                 app_protocol=protocol,

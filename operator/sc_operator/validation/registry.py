@@ -3,6 +3,8 @@
 A registry is any object with ``endpoints`` (registered Endpoints with their owning service) and
 ``holders()`` (every member service, client-only ones included); ``sc_operator.registry.Registry`` is one.
 Endpoints the service itself already holds never conflict, so re-validating a registered service is quiet.
+Rule ``client-name-collision`` (:mod:`sc_operator.validation.names`) also compares the service's own
+entries with each other.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Protocol
 from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.validation.endpoints import SCC, effective_endpoints, located_endpoints
+from sc_operator.validation.names import DISCOVERY, DNS, RULE, name_collisions
 from sc_operator.validation.violation import Violation
 
 
@@ -52,7 +55,7 @@ def validate_registration(
             )
     registry = registries.get(namespace)
     if registry is None:
-        return violations
+        return violations + _name_violations(spec, owner, namespace, [])
     others = [ep for ep in registry.endpoints if ep.service != owner]
     by_discovery = {ep.discovery_name: ep for ep in others}
     by_alias = {(ep.dns_name, ep.port): ep for ep in others}
@@ -77,6 +80,29 @@ def validate_registration(
                     f"{located.path}.clientAliases[0]",
                     f"each (dnsName, port) must be unique within a namespace; {endpoint.dns_name}:"
                     f"{endpoint.port} is already registered in {namespace!r} by {held.service}",
+                )
+            )
+    return violations + _name_violations(spec, owner, namespace, others)
+
+
+_FIELD = {DISCOVERY: "discoveryName", DNS: "clientAliases[0].dnsName"}
+
+
+def _name_violations(
+    spec: ConnectServiceSpec, owner: ServiceRef, namespace: str, others: Sequence[Endpoint]
+) -> list[Violation]:
+    """Rule client-name-collision (:mod:`sc_operator.validation.names`) against the other services'
+    endpoints and, within the service, against its earlier entries."""
+    violations = []
+    located = located_endpoints(spec, owner)
+    for i, entry in enumerate(located):
+        held = [*others, *(earlier.endpoint for earlier in located[:i])]
+        for collision in name_collisions([entry.endpoint], held):
+            violations.append(
+                Violation(
+                    RULE,
+                    f"{entry.path}.{_FIELD.get(collision.kind, collision.kind)}",
+                    collision.message(namespace),
                 )
             )
     return violations

@@ -51,6 +51,7 @@ RULES: dict[str, str] = {
     "access-log": "accessLogConfiguration requires logConfiguration",
     "discovery-name-duplicate": "discovery names must be unique within a namespace",
     "client-alias-duplicate": "each (dnsName, port) of a client alias must be unique within a namespace",
+    "client-name-collision": "a discoveryName may not be another endpoint's dnsName (clients resolve both)",
     "one-namespace": "a service belongs to at most one namespace",
 }
 

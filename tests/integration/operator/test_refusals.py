@@ -116,6 +116,9 @@ def test_each_ecs_refusal_names_its_rule_and_creates_nothing(
     [
         ({"discovery": "shared", "dns": "other"}, "discovery-name-duplicate"),
         ({"discovery": "mine", "dns": "shared", "port": 80}, "client-alias-duplicate"),
+        # dnsName "shared" on another port is fine as a dnsName, but it is first's discoveryName, which
+        # clients resolve too: one name would mean two endpoints.
+        ({"discovery": "mine", "dns": "shared", "port": 81}, "client-name-collision"),
     ],
 )
 def test_duplicate_names_across_services_are_refused(
@@ -134,6 +137,8 @@ def test_duplicate_names_across_services_are_refused(
     cond = refused(kube, namespace, "second")
     assert f"[{rule}]" in cond["message"]
     assert f"{namespace}/first" in cond["message"]  # names the holder
+    if rule == "client-name-collision":
+        assert f"{namespace}/second" in cond["message"]  # and the newcomer
     nothing_created(kube, namespace, "second")
     registry = kube.get(CONNECT_NAMESPACES, connect_namespace)["status"]
     assert {e["service"]["name"] for e in registry["endpoints"]} == {"first"}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_NAMESPACES, CONNECT_SERVICES, Kube
 from sc_operator.render.vips import assign_vips
 from support.operator import accepted, service_body, wait_for
@@ -74,7 +75,10 @@ def test_running_client_keeps_its_endpoints_until_redeployed(
     assert result.returncode == 6, result  # curl: could not resolve host
     assert proxy_endpoints(old) == ["first"]
     # Nor does dialling the address newer tasks use for it: the old proxy has no such alias and closes.
-    late_vip = assign_vips([("first", 80), ("late", 80)])[("late", 80)]
+    late_vip = assign_vips(
+        Endpoint(discovery_name=n, dns_name=n, port=80, service=ServiceRef(namespace=namespace, name=n))
+        for n in ("first", "late")
+    ).addresses["late"]
     before = old.metrics().get("EgressUnknownDestinationCount", 0)
     result = old.curl(f"http://{late_vip}:80/")
     assert result.returncode != 0, result

@@ -64,6 +64,25 @@ def test_duplicate_dns_name_and_port_is_refused_but_other_port_is_fine() -> None
     assert register(reg, B, [ep(B, "web-b", dns="web.local", port=81)]) is not None
 
 
+def test_a_discovery_name_that_is_another_services_dns_name_is_refused_naming_both() -> None:
+    reg = register(Registry(), A, [ep(A, "web", dns="cache", port=80)])
+    assert reg is not None
+    with pytest.raises(RegistryConflict) as info:
+        register(reg, B, [ep(B, "cache", dns="cache.local", port=6379)])
+    assert info.value.rule == "ClientNameCollision"
+    assert info.value.holder == A
+    assert "discoveryName 'cache' of ConnectService shop/b" in info.value.message
+    assert "dnsName of endpoint 'web' of ConnectService shop/a" in info.value.message
+
+
+def test_shared_port_names_are_registered() -> None:
+    shared = Endpoint(discovery_name="orders", port_name="http", dns_name="orders", port=80, service=A)
+    reg = register(Registry(), A, [shared])
+    assert reg is not None
+    other = Endpoint(discovery_name="http", port_name="http", dns_name="http", port=80, service=B)
+    assert register(reg, B, [other]) is not None
+
+
 def test_deregister_removes_and_bumps_and_is_idempotent() -> None:
     reg = register(Registry(), A, [ep(A, "web")])
     assert reg is not None

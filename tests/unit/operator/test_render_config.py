@@ -128,10 +128,28 @@ def test_one_upstream_per_discovery_name_one_alias_per_name_and_port() -> None:
     ]
     config = render_proxy_config(client_inputs(endpoints=eps))
     assert [e.name for e in config.endpoints] == ["api", "nginx"]
+    # One address per endpoint, with each of its alias ports on it (api's names all resolve to .1).
     assert [(a.address, a.port, a.endpoint) for a in config.aliases] == [
+        ("127.255.0.1", 80, "api"),
         ("127.255.0.1", 8080, "api"),
-        ("127.255.0.2", 80, "api"),
-        ("127.255.0.3", 80, "nginx"),
+        ("127.255.0.2", 80, "nginx"),
+    ]
+
+
+@pytest.mark.parametrize("interception", ["redirect", "listeners"])
+def test_port_name_discovery_name_and_dns_name_share_the_alias_in_both_modes(interception: str) -> None:
+    eps = [endpoint("web-disc", "web.shop", 8080, "http", "web", port_name="web-port"), NGINX_ENDPOINT]
+    inputs = client_inputs(endpoints=eps, interception=interception)
+    config = render_proxy_config(inputs)
+    assert [(a.address, a.port, a.endpoint) for a in config.aliases] == [
+        ("127.255.0.1", 80, "nginx"),
+        ("127.255.0.2", 8080, "web-disc"),
+    ]
+    assert config.egress is not None
+    assert config.egress.mode == interception
+    assert pod_spec(inputs)["hostAliases"] == [
+        {"ip": "127.255.0.1", "hostnames": ["nginx"]},
+        {"ip": "127.255.0.2", "hostnames": ["web-disc", "web-port", "web.shop"]},
     ]
 
 

@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.render import assign_vips, cpu_millicores, headless_service_name
 from sc_operator.render.containers import container_name
 from sc_operator.render.names import is_dns1035_label, is_label_value, is_port_name, label_value
 from sc_operator.render.ports import ServedPort, plan_ports
-from sc_operator.render.vips import host_aliases
+from sc_operator.render.vips import AliasClashError
 
 discovery_names = st.from_regex(r"\A[a-z0-9_][a-z0-9_-]{0,63}\Z")
 
@@ -104,48 +105,107 @@ def test_chosen_ports_never_collide(
 # -- VIPs ------------------------------------------------------------------------------------------
 
 
-def test_vips_in_sorted_dns_name_order_shared_per_name() -> None:
-    vips = assign_vips([("redis", 6379), ("api", 8080), ("api", 9090), ("nginx", 80)])
-    assert vips == {
-        ("api", 8080): "127.255.0.1",
-        ("api", 9090): "127.255.0.1",
-        ("nginx", 80): "127.255.0.2",
-        ("redis", 6379): "127.255.0.3",
-    }
-    assert host_aliases(vips) == [
-        {"ip": "127.255.0.1", "hostnames": ["api"]},
-        {"ip": "127.255.0.2", "hostnames": ["nginx"]},
-        {"ip": "127.255.0.3", "hostnames": ["redis"]},
+def _ep(discovery: str, dns: str, port: int, port_name: str | None = None, owner: str = "o") -> Endpoint:
+    return Endpoint(
+        discovery_name=discovery,
+        dns_name=dns,
+        port=port,
+        port_name=port_name,
+        service=ServiceRef(namespace="ns", name=owner),
+    )
+
+
+def test_every_name_of_an_endpoint_resolves_to_its_address_on_the_alias_port() -> None:
+    # The seed: the proxy receives connections "to the task definition's port name, the service discovery
+    # name, or the client alias name and the alias port".
+    plan = assign_vips([_ep("web-disc", "web.shop.local", 8080, "web-port"), _ep("redis", "redis", 6379)])
+    assert plan.host_aliases() == [
+        {"ip": "127.255.0.1", "hostnames": ["redis"]},
+        {"ip": "127.255.0.2", "hostnames": ["web-disc", "web-port", "web.shop.local"]},
     ]
+    assert plan.ports == {("127.255.0.1", 6379): "redis", ("127.255.0.2", 8080): "web-disc"}
+    assert plan.addresses == {"redis": "127.255.0.1", "web-disc": "127.255.0.2"}
+
+
+def test_endpoints_sharing_a_dns_name_share_its_address_on_their_own_ports() -> None:
+    plan = assign_vips([_ep("pg", "db", 5432), _ep("cache", "db", 6379), _ep("api", "api", 80)])
+    assert plan.host_aliases() == [
+        {"ip": "127.255.0.1", "hostnames": ["api"]},
+        {"ip": "127.255.0.2", "hostnames": ["cache", "db", "pg"]},
+    ]
+    assert plan.ports == {
+        ("127.255.0.1", 80): "api",
+        ("127.255.0.2", 5432): "pg",
+        ("127.255.0.2", 6379): "cache",
+    }
+
+
+def test_a_port_name_two_endpoints_use_resolves_to_neither() -> None:
+    plan = assign_vips([_ep("orders", "orders", 80, "http"), _ep("users", "users", 80, "http")])
+    names = {n for entry in plan.host_aliases() for n in entry["hostnames"]}
+    assert names == {"orders", "users"}
+    assert plan.ambiguous == ("http",)
+
+
+def test_a_port_name_equal_to_another_endpoints_name_stays_that_endpoints() -> None:
+    # Refused at registration; a pinned list from before the rule keeps the strong name's meaning.
+    plan = assign_vips([_ep("orders", "orders", 80, "users"), _ep("users", "users", 81)])
+    assert plan.addresses["users"] != plan.addresses["orders"]
+    assert plan.hostnames[plan.addresses["users"]] == ("users",)
+    assert plan.hostnames[plan.addresses["orders"]] == ("orders",)
+
+
+def test_two_endpoints_forced_onto_one_address_and_port_are_named() -> None:
+    with pytest.raises(AliasClashError, match=r"'a' and 'b'.*port 80"):
+        assign_vips([_ep("a", "x", 80), _ep("b", "b", 80, owner="p"), _ep("x", "b", 81)])
 
 
 def test_host_aliases_in_numeric_address_order() -> None:
-    vips = assign_vips((f"svc-{i:03d}", 80) for i in range(300))
-    ips = [entry["ip"] for entry in host_aliases(vips)]
+    plan = assign_vips(_ep(f"svc-{i:03d}", f"svc-{i:03d}", 80) for i in range(300))
+    ips = [entry["ip"] for entry in plan.host_aliases()]
     assert ips[8:11] == ["127.255.0.9", "127.255.0.10", "127.255.0.11"]
     assert ips[254:257] == ["127.255.0.255", "127.255.1.0", "127.255.1.1"]
     assert ips == sorted(ips, key=lambda ip: int(ipaddress.IPv4Address(ip)))
 
 
-@given(st.lists(st.tuples(st.from_regex(r"\A[a-z][a-z0-9.-]{0,20}\Z"), st.integers(1, 65535)), max_size=300))
-def test_vips_are_in_range_distinct_per_name_and_order_independent(pairs: list[tuple[str, int]]) -> None:
-    vips = assign_vips(pairs)
-    assert vips == assign_vips(list(reversed(pairs)))
+_names = st.from_regex(r"\A[a-z][a-z0-9-]{0,8}\Z")
+
+
+@given(st.lists(st.tuples(_names, _names, st.integers(1, 65535), st.one_of(st.none(), _names)), max_size=60))
+def test_vips_in_range_every_strong_name_once_and_order_independent(
+    rows: list[tuple[str, str, int, str | None]],
+) -> None:
+    # Keep the rows the registry would accept: unique discoveryName, unique (dnsName, port), and no
+    # discoveryName that is another endpoint's dnsName.
+    eps: list[Endpoint] = []
+    for disc, dns, port, port_name in rows:
+        if any(e.discovery_name == disc or (e.dns_name, e.port) == (dns, port) for e in eps):
+            continue
+        if any(e.dns_name == disc or e.discovery_name == dns for e in eps):
+            continue
+        eps.append(_ep(disc, dns, port, port_name))
+    plan = assign_vips(eps)
+    assert plan == assign_vips(list(reversed(eps)))
     net = ipaddress.IPv4Network("127.255.0.0/16")
-    by_name: dict[str, str] = {}
-    for (name, _), ip in vips.items():
+    where: dict[str, str] = {}
+    for ip, names in plan.hostnames.items():
         addr = ipaddress.IPv4Address(ip)
         assert addr in net
         assert addr not in (net.network_address, net.broadcast_address)
-        assert by_name.setdefault(name, ip) == ip
-    assert len(set(by_name.values())) == len(by_name)
+        for name in names:
+            assert where.setdefault(name, ip) == ip  # a name has one address
+    for ep in eps:
+        ip = plan.addresses[ep.discovery_name]
+        assert where[ep.discovery_name] == where[ep.dns_name] == ip
+        assert plan.ports[(ip, ep.port)] == ep.discovery_name
+    assert set(plan.hostnames) == set(plan.addresses.values())
 
 
 def test_more_than_256_names_cross_into_the_next_octet() -> None:
-    vips = assign_vips((f"svc{i:04d}", 80) for i in range(300))
-    assert vips[("svc0254", 80)] == "127.255.0.255"
-    assert vips[("svc0255", 80)] == "127.255.1.0"
-    assert vips[("svc0299", 80)] == "127.255.1.44"
+    vips = assign_vips(_ep(f"svc{i:04d}", f"svc{i:04d}", 80) for i in range(300)).addresses
+    assert vips["svc0254"] == "127.255.0.255"
+    assert vips["svc0255"] == "127.255.1.0"
+    assert vips["svc0299"] == "127.255.1.44"
 
 
 # -- CPU -------------------------------------------------------------------------------------------

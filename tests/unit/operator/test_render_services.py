@@ -52,9 +52,43 @@ def test_nginx_headless_service() -> None:
     [port] = spec["ports"]
     assert port["name"] == "sc-http"
     assert port["protocol"] == "TCP"
-    # The target is the proxy's named ingress port, so each pod's endpoint carries that pod's own port.
+    # Seed ("Networking"): client proxies connect to the server's proxy on the containerPort, which the
+    # server pod's PREROUTING rule hands to the ingress listener. The target is the app's named port, so
+    # each pod's endpoint carries that pod's own containerPort.
+    app_ports = {p["name"]: p["containerPort"] for p in container(pod_spec(inputs), "webserver")["ports"]}
+    assert app_ports[port["targetPort"]] == port["port"] == 80
+    [ingress] = render_proxy_config(inputs).ingress
+    assert (ingress.intercept_port, ingress.port) == (80, 15100)
+
+
+def _with_override(override: int) -> dict[str, Any]:
+    spec = dict(NGINX_SPEC)
+    scc = dict(spec["serviceConnectConfiguration"])
+    scc["services"] = [dict(scc["services"][0], ingressPortOverride=override)]
+    spec["serviceConnectConfiguration"] = scc
+    return spec
+
+
+def test_with_ingress_port_override_clients_dial_the_override_where_the_proxy_listens() -> None:
+    inputs = make_inputs(_with_override(8443))
+    [svc] = render_children(inputs).services
+    [port] = svc["spec"]["ports"]
+    proxy_ports = {p["name"]: p["containerPort"] for p in container(pod_spec(inputs), "sc-proxy")["ports"]}
+    assert proxy_ports[port["targetPort"]] == port["port"] == 8443
+    [ingress] = render_proxy_config(inputs).ingress
+    # Nothing intercepted: callers of the containerPort reach the app directly, as in ECS.
+    assert (ingress.port, ingress.intercept_port) == (8443, None)
+
+
+def test_listeners_mode_clients_dial_the_ingress_listener() -> None:
+    # No iptables in the server pod: nothing can hand the containerPort to the proxy.
+    inputs = make_inputs(interception="listeners")
+    [svc] = render_children(inputs).services
+    [port] = svc["spec"]["ports"]
     proxy_ports = {p["name"]: p["containerPort"] for p in container(pod_spec(inputs), "sc-proxy")["ports"]}
     assert proxy_ports[port["targetPort"]] == port["port"] == 15100
+    [ingress] = render_proxy_config(inputs).ingress
+    assert (ingress.port, ingress.intercept_port) == (15100, None)
 
 
 def test_headless_service_matches_what_clients_resolve() -> None:
@@ -76,8 +110,8 @@ def test_one_service_per_endpoint_names_valid_for_underscored_discovery_names() 
     assert services[1]["metadata"]["annotations"]["serviceconnect.dev/discovery-name"] == "_nginx_metrics"
     assert services[1]["spec"]["ports"][0]["name"] == "sc-tcp"
     assert len({s["metadata"]["name"] for s in services}) == 2
-    ports = {p["targetPort"] for s in services for p in s["spec"]["ports"]}
-    assert len(ports) == 2
+    # metrics_port is no valid Kubernetes port name, so its Service targets the number.
+    assert [p["targetPort"] for s in services for p in s["spec"]["ports"]] == ["nginx", 9100]
 
 
 def test_client_only_service_has_no_headless_service() -> None:

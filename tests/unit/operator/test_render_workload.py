@@ -299,10 +299,12 @@ def _three_endpoints() -> list[dict[str, Any]]:
     ]
 
 
-def test_host_aliases_sorted_one_address_per_dns_name() -> None:
+def test_host_aliases_sorted_one_address_per_endpoint_with_all_its_names() -> None:
+    # api and api-admin share the dnsName api.internal (on 8080 and 9090), so they share its address, and
+    # their discoveryNames resolve there too.
     spec = pod_spec(client_inputs(endpoints=_three_endpoints()))
     assert spec["hostAliases"] == [
-        {"ip": "127.255.0.1", "hostnames": ["api.internal"]},
+        {"ip": "127.255.0.1", "hostnames": ["api", "api-admin", "api.internal"]},
         {"ip": "127.255.0.2", "hostnames": ["nginx"]},
         {"ip": "127.255.0.3", "hostnames": ["redis"]},
     ]
