@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sc_operator import API_VERSION
@@ -36,6 +37,10 @@ from sc_operator.settings import Interception
 SEQUENCE_ANNOTATION = "serviceconnect.dev/sequence"
 ROLLBACK_FROM_ANNOTATION = "serviceconnect.dev/rollback-from"
 ROLLBACK_TO_ANNOTATION = "serviceconnect.dev/rollback-to"
+#: The service's spec.forceNewDeployment when the rollout was created: a different token forces the next.
+FORCE_TOKEN_ANNOTATION = "serviceconnect.dev/force-new-deployment"
+#: Why a rollout of an unchanged definition was started (ForceNewDeployment, NewEndpoints) and the detail.
+REDEPLOY_REASON_ANNOTATION = "serviceconnect.dev/redeploy-reason"
 NS_SERVICES_ANNOTATION = "serviceconnect.dev/namespace-services"
 NS_TASKS_ANNOTATION = "serviceconnect.dev/namespace-tasks"
 #: On the Deployment: a digest of what was rendered, replicas excluded, to tell scaling from re-rendering.
@@ -114,6 +119,18 @@ class Rollout:
     @property
     def rollback_from(self) -> str | None:
         return self.annotations.get(ROLLBACK_FROM_ANNOTATION)
+
+    @property
+    def force_token(self) -> str | None:
+        return self.annotations.get(FORCE_TOKEN_ANNOTATION)
+
+    @property
+    def created_datetime(self) -> datetime:
+        """:attr:`created_at` parsed (the epoch when unreadable: then no rate limit holds it back)."""
+        try:
+            return datetime.strptime(self.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return datetime.fromtimestamp(0, UTC)
 
     @property
     def namespace_size(self) -> tuple[int, int]:
