@@ -8,7 +8,8 @@ Two triggers re-pin the namespace's endpoints into a new ConnectDeployment of th
 - ``spec.autoRedeploy`` (ours, off by default): endpoints of other services were added to the namespace
   since the current deployment pinned it. It never acts while the current rollout is in progress, nor
   after the circuit breaker failed it or rolled it back (the user decides what comes next), and at most
-  once per ``minIntervalSeconds`` counted from the start of the current deployment.
+  once per ``minIntervalSeconds``: the time of the last automatic redeploy travels from each
+  ConnectDeployment to the next (annotation), so it survives restarts and the pruning of old ones.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class Current:
     """``None``: no status written yet, i.e. just created, in progress."""
     rollback: bool
     """It was created by a circuit-breaker rollback."""
-    created_at: datetime
+    last_auto_redeploy: datetime | None = None
+    """When the policy last started a deployment of this service (this one or an earlier one)."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,14 @@ def decide_auto_redeploy(
             f"new endpoints ({shown}) wait for deployment {current.name} to complete",
             labels,
         )
-    not_before = current.created_at + timedelta(seconds=policy.min_interval_seconds)
-    if now < not_before:
+    last = current.last_auto_redeploy
+    not_before = last + timedelta(seconds=policy.min_interval_seconds) if last is not None else None
+    if not_before is not None and now < not_before:
         return AutoDecision(
             False,
             "RateLimited",
-            f"new endpoints ({shown}) wait until {not_before:%Y-%m-%dT%H:%M:%SZ} "
-            f"(minIntervalSeconds {policy.min_interval_seconds} after deployment {current.name} started)",
+            f"new endpoints ({shown}) wait until {not_before:%Y-%m-%dT%H:%M:%SZ} (minIntervalSeconds "
+            f"{policy.min_interval_seconds} after the last automatic redeploy)",
             labels,
             not_before,
         )

@@ -147,8 +147,8 @@ class AutoRedeploy(ApiModel):
     """Start a new deployment when the namespace holds endpoints of other services that the current
     deployment did not pin. Default false."""
     min_interval_seconds: TimeoutSeconds | None = None
-    """At most one automatic redeploy per this many seconds, counted from the start of the current
-    deployment (whatever started it). Default 300; 0 only waits for the current rollout to finish."""
+    """At most one automatic redeploy per this many seconds. Default 300; with 0 the policy only waits
+    for the current rollout to finish."""
 
 
 class ConnectServiceSpec(ApiModel):

@@ -41,6 +41,9 @@ ROLLBACK_TO_ANNOTATION = "serviceconnect.dev/rollback-to"
 FORCE_TOKEN_ANNOTATION = "serviceconnect.dev/force-new-deployment"
 #: Why a rollout of an unchanged definition was started (ForceNewDeployment, NewEndpoints) and the detail.
 REDEPLOY_REASON_ANNOTATION = "serviceconnect.dev/redeploy-reason"
+#: When the autoRedeploy policy last started a rollout of the service; each rollout carries it forward.
+LAST_AUTO_REDEPLOY_ANNOTATION = "serviceconnect.dev/last-auto-redeploy"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 NS_SERVICES_ANNOTATION = "serviceconnect.dev/namespace-services"
 NS_TASKS_ANNOTATION = "serviceconnect.dev/namespace-tasks"
 #: On the Deployment: a digest of what was rendered, replicas excluded, to tell scaling from re-rendering.
@@ -125,12 +128,18 @@ class Rollout:
         return self.annotations.get(FORCE_TOKEN_ANNOTATION)
 
     @property
-    def created_datetime(self) -> datetime:
-        """:attr:`created_at` parsed (the epoch when unreadable: then no rate limit holds it back)."""
+    def last_auto_redeploy(self) -> datetime | None:
+        """The annotation parsed; None when absent or unreadable (then no rate limit holds it back)."""
+        raw = self.annotations.get(LAST_AUTO_REDEPLOY_ANNOTATION)
         try:
-            return datetime.strptime(self.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            return datetime.strptime(raw, TIME_FORMAT).replace(tzinfo=UTC) if raw else None
         except ValueError:
-            return datetime.fromtimestamp(0, UTC)
+            return None
+
+    def carried_annotations(self) -> dict[str, str]:
+        """What the next rollout of the service inherits from this one."""
+        a = self.annotations
+        return {k: a[k] for k in (LAST_AUTO_REDEPLOY_ANNOTATION,) if k in a}
 
     @property
     def namespace_size(self) -> tuple[int, int]:

@@ -54,7 +54,7 @@ def current_of(rollout: Rollout) -> Current:
         name=rollout.name,
         rollout_state=rollout.status.get("rolloutState"),
         rollback=bool(rollout.rollback_from),
-        created_at=rollout.created_datetime,
+        last_auto_redeploy=rollout.last_auto_redeploy,
     )
 
 

@@ -28,8 +28,10 @@ from sc_operator.reconcile.conditions import add_event, get_condition, set_condi
 from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL, Context
 from sc_operator.reconcile.deployments import (
     FORCE_TOKEN_ANNOTATION,
+    LAST_AUTO_REDEPLOY_ANNOTATION,
     REDEPLOY_REASON_ANNOTATION,
     ROLLBACK_FROM_ANNOTATION,
+    TIME_FORMAT,
     create_rollout,
     definition_hash,
     list_rollouts,
@@ -38,7 +40,7 @@ from sc_operator.reconcile.deployments import (
     render_inputs,
 )
 from sc_operator.reconcile.redeploy import auto_decision, condition_patch, policy_of
-from sc_operator.redeploy import FORCED, AutoDecision, force_requested
+from sc_operator.redeploy import FORCED, NEW_ENDPOINTS, AutoDecision, force_requested
 from sc_operator.registry import (
     NamespaceNotFound,
     Registry,
@@ -232,11 +234,13 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     if need_new:
         sequence = (primary.sequence + 1) if primary is not None else 1
         snapshot = new_deployment_spec(name, spec, connect_ns, registry)
-        annotations = {}
+        annotations = primary.carried_annotations() if primary is not None else {}
         if spec.force_new_deployment:  # a later token is compared with this one
             annotations[FORCE_TOKEN_ANNOTATION] = spec.force_new_deployment
         if redeploy_reason is not None:
             annotations[REDEPLOY_REASON_ANNOTATION] = f"{redeploy_reason[0]}: {redeploy_reason[1]}"[:1024]
+            if redeploy_reason[0] == NEW_ENDPOINTS:
+                annotations[LAST_AUTO_REDEPLOY_ANNOTATION] = ctx.clock().strftime(TIME_FORMAT)
         created = create_rollout(ctx, service, snapshot, sequence, registry, annotations)
         current = created
         if primary is not None and primary.status.get("status") == "PRIMARY":

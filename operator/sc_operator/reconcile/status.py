@@ -190,6 +190,7 @@ def _rollback(
             **_size_annotations(target),
             # The token the failed rollout honoured: the rollback must not look like a token not yet seen.
             **({FORCE_TOKEN_ANNOTATION: failed.force_token} if failed.force_token else {}),
+            **failed.carried_annotations(),
         },
     )
     reason = f"rolled back from {failed.name} to the definition of {target.name}"
