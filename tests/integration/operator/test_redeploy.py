@@ -304,3 +304,30 @@ def test_no_auto_redeploy_after_the_circuit_breaker_rolled_back(
     assert "rolled back" in held["message"]
     after_resyncs(operator, namespace, "api")
     assert len(rollouts(kube, namespace, "api")) == 3
+
+
+def test_connect_namespace_default_policy_and_a_service_opting_out(
+    operator: OperatorProcess, kube: Kube, namespace: str, connect_namespace: str, kubelet: Kubelet
+) -> None:
+    add_server(kube, namespace, connect_namespace, "orders")
+    kube.create(CONNECT_SERVICES, client("follower", namespace, connect_namespace), namespace)
+    optout = client("optout", namespace, connect_namespace, {"onNewEndpoints": False})
+    kube.create(CONNECT_SERVICES, optout, namespace)
+    wait_completed(kube, kubelet, namespace, "follower")
+    wait_completed(kube, kubelet, namespace, "optout")
+
+    # The administrator turns the default on for the whole ConnectNamespace (an update, not a creation).
+    default = {"onNewEndpoints": True, "minIntervalSeconds": 0}
+    kube.patch(CONNECT_NAMESPACES, connect_namespace, {"spec": {"autoRedeploy": default}})
+    wait_for(
+        "follower: the namespace policy applies",
+        lambda: (c := condition(kube, namespace, "follower")) and c["reason"] == "UpToDate",
+    )
+    add_server(kube, namespace, connect_namespace, "payments")
+    second = wait_for(
+        "follower redeployed", lambda: (cds := rollouts(kube, namespace, "follower"))[1:] and cds[1]
+    )
+    assert pinned(second) == ["orders", "payments"]
+    assert "namespace policy" in second["metadata"]["annotations"][REASON]
+    after_resyncs(operator, namespace, "optout")
+    assert len(rollouts(kube, namespace, "optout")) == 1
