@@ -274,9 +274,9 @@ def test_no_auto_redeploy_after_the_circuit_breaker_rolled_back(
         "containerDefinitions"
     ]
     containers[0]["image"] = "registry.example/app:broken"
-    kube.patch(
-        CONNECT_SERVICES, "api", {"spec": {"taskDefinition": {"containerDefinitions": containers}}}, namespace
-    )
+    # The broken image comes with a forceNewDeployment token, which the rollback must inherit.
+    broken = {"taskDefinition": {"containerDefinitions": containers}, "forceNewDeployment": "t1"}
+    kube.patch(CONNECT_SERVICES, "api", {"spec": broken}, namespace)
     bad = wait_for("the broken rollout", lambda: (cds := rollouts(kube, namespace, "api"))[1:] and cds[1])
 
     def crashed() -> bool:
@@ -304,6 +304,17 @@ def test_no_auto_redeploy_after_the_circuit_breaker_rolled_back(
     assert "rolled back" in held["message"]
     after_resyncs(operator, namespace, "api")
     assert len(rollouts(kube, namespace, "api")) == 3
+    assert back["metadata"]["annotations"]["serviceconnect.dev/force-new-deployment"] == "t1"
+    # A reconcile for another reason (scaling) neither retries the failed definition nor takes the
+    # inherited token for a new one.
+    kube.patch(CONNECT_SERVICES, "api", {"spec": {"desiredCount": 3}}, namespace)
+    wait_for("api scaled to 3", lambda: kube.get(DEPLOYMENTS, "api", namespace)["spec"]["replicas"] == 3)
+    assert len(rollouts(kube, namespace, "api")) == 3
+    # A new token is the user's decision: the spec as it stands is deployed again, pinning payments.
+    kube.patch(CONNECT_SERVICES, "api", {"spec": {"forceNewDeployment": "t2"}}, namespace)
+    retry = wait_for("a forced rollout", lambda: (cds := rollouts(kube, namespace, "api"))[3:] and cds[3])
+    assert retry["spec"]["taskDefinitionHash"] == bad["spec"]["taskDefinitionHash"]
+    assert pinned(retry) == ["orders", "payments"]
 
 
 def test_connect_namespace_default_policy_and_a_service_opting_out(
