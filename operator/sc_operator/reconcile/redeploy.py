@@ -95,7 +95,7 @@ def condition_patch(service: Obj, decision: AutoDecision) -> list[dict[str, obje
 
 def check_auto_redeploy(ctx: Context, namespace: str, name: str, reconcile: Callable[[], None]) -> bool:
     """For the resync timer: redeploy (through ``reconcile``) when the policy says so, else record why
-    not. Costs nothing for services without the policy. Returns True when ``reconcile`` ran."""
+    not (the caller has checked that the policy is on: :func:`policy_applies`). True when it redeployed."""
     with ctx.service_lock(namespace, name):
         service = ctx.kube.get_or_none(CONNECT_SERVICES, name, namespace)
         if service is None or service["metadata"].get("deletionTimestamp"):
