@@ -6,6 +6,8 @@
   exit 1 when anything is refused (``-f -`` reads stdin; ``--rules`` lists the rules)
 - ``scctl import-ecs --service create-service.json --task-definition task-def.json [--cluster c.json]``:
   ECS JSON in (input or output forms), ConnectService (and Namespace, ConnectNamespace) YAML out
+- ``scctl redeploy NAMESPACE/SERVICE``: a new deployment pinning the namespace's current endpoints
+  (ECS ``update-service --force-new-deployment``; see :mod:`sc_operator.cli_redeploy`)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from sc_operator import API_VERSION, __version__
+from sc_operator import API_VERSION, __version__, cli_redeploy
 from sc_operator.api.common import ServiceRef
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.crdgen import multi_document_yaml
@@ -267,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace",
         help="metadata.namespace (default: the cluster's name with --cluster, else none)",
     )
+    cli_redeploy.add_parser(sub)
     return parser
 
 
@@ -282,6 +285,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None) -> i
         return EXIT_OK
     if args.command == "validate":
         return cmd_validate(args, out, err, inp)
+    if args.command == "redeploy":
+        return cli_redeploy.run(args, out, err)
     return cmd_import_ecs(args, out, err, inp)
 
 

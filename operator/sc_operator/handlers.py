@@ -7,9 +7,11 @@ a failure.
 
 - ConnectService create/update/resume → validate, register, roll out, materialise;
   delete (kopf's finalizer) → deregister; the children go by owner references.
-- A timer per ConnectService → refresh its status; retry a refusal another object may have cured.
+- A timer per ConnectService → refresh its status; retry a refusal another object may have cured;
+  apply the autoRedeploy policy (a redeploy when endpoints were added to the namespace).
 - Pod and Deployment events of managed workloads → refresh the owning service's status (coalesced).
-- ConnectNamespace create/resume → initial status; delete → blocked while services use it.
+- ConnectNamespace create/resume → initial status; spec → its default autoRedeploy policy, remembered;
+  delete → blocked while services use it.
 - Kubernetes Namespace label changes, ConnectNamespace creation → retry services waiting for them.
 
 Tuning (environment): ``SERVICECONNECT_PROGRESS_DEADLINE_SECONDS`` (600), ``SERVICECONNECT_RESYNC_SECONDS``
@@ -40,6 +42,7 @@ from sc_operator.kube import (
 )
 from sc_operator.reconcile.context import Context, Tuning
 from sc_operator.reconcile.namespace import NamespaceInUse, check_deletable, initialise
+from sc_operator.reconcile.redeploy import check_auto_redeploy, policy_applies
 from sc_operator.reconcile.service import delete_service, needs_retry, reconcile_service
 from sc_operator.reconcile.status import refresh_status
 from sc_operator.render.names import label_value
@@ -159,6 +162,15 @@ def service_resync(namespace: str | None, name: str, body: kopf.Body, **_: Any) 
     if needs_retry({"status": status}):
         _guard(f"retrying {namespace}/{name}", lambda: reconcile_service(ctx(), namespace, name))
     _guard(f"refreshing {namespace}/{name}", lambda: _coalesced_refresh(namespace, name))
+    spec, cns = dict(body.spec), status.get("namespace")
+    _guard(f"autoRedeploy of {namespace}/{name}", lambda: _auto_redeploy(namespace, name, spec, cns))
+
+
+def _auto_redeploy(namespace: str, name: str, spec: dict[str, Any], cns: str | None) -> None:
+    """The autoRedeploy policy; nothing at all (no request) for services without it."""
+    c = ctx()
+    if policy_applies(c, spec, cns):
+        check_auto_redeploy(c, namespace, name, _bind(reconcile_service, c, namespace, name))
 
 
 # -- workload events → status --------------------------------------------------------------------------
@@ -223,9 +235,16 @@ def deployment_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> No
 @kopf.on.resume(CONNECT_NAMESPACE)
 @kopf.on.create(CONNECT_NAMESPACE)
 def namespace_created(name: str, body: kopf.Body, **_: Any) -> None:
+    ctx().note_namespace_policy(name, dict(body.spec))
     obj = {"metadata": dict(body.metadata), "status": dict(body.status)}
     _guard(f"initialising {name}", lambda: initialise(ctx(), obj))
     _retry_waiting(None)
+
+
+@kopf.on.update(CONNECT_NAMESPACE, field="spec")
+def namespace_spec_changed(name: str, spec: kopf.Spec, **_: Any) -> None:
+    """Remember the default autoRedeploy policy; services apply it at their next resync."""
+    ctx().note_namespace_policy(name, dict(spec))
 
 
 @kopf.on.delete(CONNECT_NAMESPACE)

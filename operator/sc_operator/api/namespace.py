@@ -7,12 +7,16 @@ from typing import Annotated
 from pydantic import Field
 
 from sc_operator.api.common import ApiModel, Condition, Count, Endpoint, StatusModel
+from sc_operator.api.service import AutoRedeploy
 
 
 class ConnectNamespaceSpec(ApiModel):
     """The desired state of a ConnectNamespace; its name is the namespace name services refer to."""
 
     description: Annotated[str, Field(max_length=1024)] | None = None
+    auto_redeploy: AutoRedeploy | None = None
+    """Ours: the default autoRedeploy policy of the ConnectServices in this namespace (each may override
+    it field by field). Unset: off, as in ECS."""
 
 
 class ServiceUsage(StatusModel):

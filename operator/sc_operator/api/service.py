@@ -133,6 +133,24 @@ class ProxyResources(ApiModel):
     """MiB. Default 64, +128 when the namespace holds more than 100 services or 2000 tasks."""
 
 
+#: forceNewDeployment: any token up to 253 characters (kubectl-style timestamps, random strings).
+ForceToken = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class AutoRedeploy(ApiModel):
+    """Ours, beyond ECS: redeploy a client when endpoints it could reach are added to its namespace.
+
+    On a ConnectService it overrides, field by field, the default its ConnectNamespace sets; unset
+    everywhere means off (ECS behaviour: new endpoints reach a service only when it is redeployed)."""
+
+    on_new_endpoints: bool | None = None
+    """Start a new deployment when the namespace holds endpoints of other services that the current
+    deployment did not pin. Default false."""
+    min_interval_seconds: TimeoutSeconds | None = None
+    """At most one automatic redeploy per this many seconds. Default 300; with 0 the policy only waits
+    for the current rollout to finish."""
+
+
 class ConnectServiceSpec(ApiModel):
     """The desired state of a ConnectService."""
 
@@ -146,6 +164,13 @@ class ConnectServiceSpec(ApiModel):
     """Ours: the peak request rate; above 500 the proxy gets 512 CPU units instead of 256."""
     proxy_resources: ProxyResources | None = None
     """Ours: explicit proxy resources, overriding the computed ones."""
+    force_new_deployment: ForceToken | None = None
+    """ECS UpdateService forceNewDeployment, as a token: setting a value different from the one the
+    current deployment was started with starts a new deployment of the same definition, which pins the
+    namespace's endpoints as they are now. Setting the same value again does nothing (`scctl redeploy`
+    writes a fresh timestamp)."""
+    auto_redeploy: AutoRedeploy | None = None
+    """Ours: redeploy automatically when endpoints are added to the namespace (off by default)."""
 
 
 class DeploymentSummary(StatusModel):

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
-from sc_operator.kube import NAMESPACES, Kube
+from pydantic import ValidationError
+
+from sc_operator.api.service import AutoRedeploy
+from sc_operator.kube import CONNECT_NAMESPACES, NAMESPACES, Kube
 from sc_operator.registry import RegistryWriter
 from sc_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
 
 #: The Kubernetes Namespace label naming the default ConnectNamespace of services that omit one
 #: (ECS: the cluster's serviceConnectDefaults).
@@ -44,6 +52,10 @@ class Context:
     _ns_labels: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
     #: Seconds a Kubernetes Namespace's labels are reused; label changes also invalidate (handlers.py).
     ns_label_ttl: float = 10.0
+    #: Wall clock for the autoRedeploy rate limit (tests inject their own).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: spec.autoRedeploy of each ConnectNamespace, kept current by its handlers (handlers.py).
+    _ns_policies: dict[str, AutoRedeploy | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.registry = RegistryWriter(self.kube)
@@ -73,6 +85,31 @@ class Context:
     def invalidate_namespace(self, namespace: str) -> None:
         with self._guard:
             self._ns_labels.pop(namespace, None)
+
+    def note_namespace_policy(self, name: str, spec: dict[str, Any] | None) -> None:
+        """Remember a ConnectNamespace's default autoRedeploy (from a watch event's body)."""
+        raw = (spec or {}).get("autoRedeploy")
+        policy = None
+        if isinstance(raw, dict):
+            try:
+                policy = AutoRedeploy.model_validate(raw)
+            except ValidationError as exc:  # the CRD schema refuses this already; be loud if it slips by
+                log.warning("ConnectNamespace %s: spec.autoRedeploy ignored: %s", name, exc)
+        with self._guard:
+            self._ns_policies[name] = policy
+
+    def namespace_policy(self, name: str) -> AutoRedeploy | None:
+        """A ConnectNamespace's default autoRedeploy: remembered from its events, else read once.
+
+        Read from memory because services consult it on every resync, and reading the ConnectNamespace
+        means reading its whole registry."""
+        with self._guard:
+            if name in self._ns_policies:
+                return self._ns_policies[name]
+        obj = self.kube.get_or_none(CONNECT_NAMESPACES, name)
+        self.note_namespace_policy(name, (obj or {}).get("spec"))
+        with self._guard:
+            return self._ns_policies.get(name)
 
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sc_operator import API_VERSION
@@ -36,6 +37,13 @@ from sc_operator.settings import Interception
 SEQUENCE_ANNOTATION = "serviceconnect.dev/sequence"
 ROLLBACK_FROM_ANNOTATION = "serviceconnect.dev/rollback-from"
 ROLLBACK_TO_ANNOTATION = "serviceconnect.dev/rollback-to"
+#: The service's spec.forceNewDeployment when the rollout was created: a different token forces the next.
+FORCE_TOKEN_ANNOTATION = "serviceconnect.dev/force-new-deployment"
+#: Why a rollout of an unchanged definition was started (ForceNewDeployment, NewEndpoints) and the detail.
+REDEPLOY_REASON_ANNOTATION = "serviceconnect.dev/redeploy-reason"
+#: When the autoRedeploy policy last started a rollout of the service; each rollout carries it forward.
+LAST_AUTO_REDEPLOY_ANNOTATION = "serviceconnect.dev/last-auto-redeploy"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 NS_SERVICES_ANNOTATION = "serviceconnect.dev/namespace-services"
 NS_TASKS_ANNOTATION = "serviceconnect.dev/namespace-tasks"
 #: On the Deployment: a digest of what was rendered, replicas excluded, to tell scaling from re-rendering.
@@ -114,6 +122,24 @@ class Rollout:
     @property
     def rollback_from(self) -> str | None:
         return self.annotations.get(ROLLBACK_FROM_ANNOTATION)
+
+    @property
+    def force_token(self) -> str | None:
+        return self.annotations.get(FORCE_TOKEN_ANNOTATION)
+
+    @property
+    def last_auto_redeploy(self) -> datetime | None:
+        """The annotation parsed; None when absent or unreadable (then no rate limit holds it back)."""
+        raw = self.annotations.get(LAST_AUTO_REDEPLOY_ANNOTATION)
+        try:
+            return datetime.strptime(raw, TIME_FORMAT).replace(tzinfo=UTC) if raw else None
+        except ValueError:
+            return None
+
+    def carried_annotations(self) -> dict[str, str]:
+        """What the next rollout of the service inherits from this one."""
+        a = self.annotations
+        return {k: a[k] for k in (LAST_AUTO_REDEPLOY_ANNOTATION,) if k in a}
 
     @property
     def namespace_size(self) -> tuple[int, int]:

@@ -27,7 +27,11 @@ from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_SERVICES, Obj
 from sc_operator.reconcile.conditions import add_event, get_condition, set_condition
 from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL, Context
 from sc_operator.reconcile.deployments import (
+    FORCE_TOKEN_ANNOTATION,
+    LAST_AUTO_REDEPLOY_ANNOTATION,
+    REDEPLOY_REASON_ANNOTATION,
     ROLLBACK_FROM_ANNOTATION,
+    TIME_FORMAT,
     create_rollout,
     definition_hash,
     list_rollouts,
@@ -35,6 +39,8 @@ from sc_operator.reconcile.deployments import (
     new_deployment_spec,
     render_inputs,
 )
+from sc_operator.reconcile.redeploy import auto_decision, condition_patch, policy_of
+from sc_operator.redeploy import FORCED, NEW_ENDPOINTS, AutoDecision, force_requested
 from sc_operator.registry import (
     NamespaceNotFound,
     Registry,
@@ -184,7 +190,18 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     suppressed = primary is not None and any(
         r.name == primary.rollback_from and r.def_hash == wanted_hash for r in rollouts
     )
-    need_new = primary is None or (primary.def_hash != wanted_hash and not suppressed)
+    changed = primary is None or (primary.def_hash != wanted_hash and not suppressed)
+    # The same definition again: forced by a new token (ECS forceNewDeployment), or by the autoRedeploy
+    # policy because endpoints were added to the namespace since the current deployment pinned it.
+    auto: AutoDecision | None = None
+    redeploy_reason: tuple[str, str] | None = None
+    if primary is not None and not changed:
+        auto = auto_decision(ctx, ref, spec, connect_ns, primary, registry)
+        if force_requested(spec.force_new_deployment, primary.force_token):
+            redeploy_reason = (FORCED, f"forceNewDeployment set to {spec.force_new_deployment!r}")
+        elif auto is not None and auto.redeploy:
+            redeploy_reason = (auto.reason, auto.message)
+    need_new = changed or redeploy_reason is not None
     interception = interception_mode(ns_labels, ctx.settings)
 
     if need_new:
@@ -217,7 +234,14 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     if need_new:
         sequence = (primary.sequence + 1) if primary is not None else 1
         snapshot = new_deployment_spec(name, spec, connect_ns, registry)
-        created = create_rollout(ctx, service, snapshot, sequence, registry)
+        annotations = primary.carried_annotations() if primary is not None else {}
+        if spec.force_new_deployment:  # a later token is compared with this one
+            annotations[FORCE_TOKEN_ANNOTATION] = spec.force_new_deployment
+        if redeploy_reason is not None:
+            annotations[REDEPLOY_REASON_ANNOTATION] = f"{redeploy_reason[0]}: {redeploy_reason[1]}"[:1024]
+            if redeploy_reason[0] == NEW_ENDPOINTS:
+                annotations[LAST_AUTO_REDEPLOY_ANNOTATION] = ctx.clock().strftime(TIME_FORMAT)
+        created = create_rollout(ctx, service, snapshot, sequence, registry, annotations)
         current = created
         if primary is not None and primary.status.get("status") == "PRIMARY":
             # Superseded now; the status refresh settles ACTIVE/INACTIVE from its pods.
@@ -248,26 +272,45 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         message = f"(service {name}) has started {spec.desired_count} tasks: (deployment {created.name})."
         if origin:
             message = f"(service {name}) rolling back: (deployment {created.name}) replaces {origin}."
+        if redeploy_reason is not None:
+            pins = len(created.spec.endpoints or [])
+            message = (
+                f"(service {name}) redeploying ({redeploy_reason[1]}): (deployment {created.name}) "
+                f"pins {pins} endpoints."
+            )
         events = add_event(events, message, ctx.tuning.max_events)
         # One Event for both decisions when they come together (hundreds of services at once).
         reason = "Accepted" if newly_accepted else "DeploymentCreated"
         prefix = f"accepted{where}; " if newly_accepted else ""
-        ctx.kube.post_event(fresh, "Normal", reason, f"{prefix}ECS deployment {created.name} started")
+        detail = f"ECS deployment {created.name} started"
+        if redeploy_reason is not None:
+            reason, detail = redeploy_reason[0], f"{detail}: {redeploy_reason[1]}"
+        ctx.kube.post_event(fresh, "Normal", reason, f"{prefix}{detail}")
     elif newly_accepted:
         ctx.kube.post_event(fresh, "Normal", "Accepted", f"accepted{where}")
+    conditions = set_condition(
+        status.get("conditions"),
+        "Accepted",
+        "True",
+        "Accepted",
+        "the spec passed every Service Connect rule",
+        generation,
+    )
+    if connect_ns is not None and policy_of(ctx, spec, connect_ns).on_new_endpoints:
+        # The policy is on: say what it decided, or that a new deployment pinned the namespace anyway.
+        verdict = auto
+        if redeploy_reason is not None:
+            started = f"{redeploy_reason[1]}: deployment {current.name}"
+            verdict = AutoDecision(True, redeploy_reason[0], started)
+        elif created is not None or verdict is None:
+            verdict = AutoDecision(False, "UpToDate", f"deployment {current.name} pins every endpoint")
+        conditions = condition_patch({"status": {"conditions": conditions}}, verdict) or conditions
     write_status(
         ctx,
         fresh,
         {
             "observedGeneration": generation,
-            "conditions": set_condition(
-                status.get("conditions"),
-                "Accepted",
-                "True",
-                "Accepted",
-                "the spec passed every Service Connect rule",
-                generation,
-            ),
+            "conditions": conditions,
             "namespace": connect_ns,
             "desiredCount": spec.desired_count,
             "serviceConnectResources": [

@@ -18,6 +18,7 @@ from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_SERVICES, DEPLOYMENTS,
 from sc_operator.reconcile.conditions import add_event, get_condition, now
 from sc_operator.reconcile.context import Context
 from sc_operator.reconcile.deployments import (
+    FORCE_TOKEN_ANNOTATION,
     NS_SERVICES_ANNOTATION,
     NS_TASKS_ANNOTATION,
     ROLLBACK_FROM_ANNOTATION,
@@ -187,6 +188,9 @@ def _rollback(
             ROLLBACK_FROM_ANNOTATION: failed.name,
             ROLLBACK_TO_ANNOTATION: target.name,
             **_size_annotations(target),
+            # The token the failed rollout honoured: the rollback must not look like a token not yet seen.
+            **({FORCE_TOKEN_ANNOTATION: failed.force_token} if failed.force_token else {}),
+            **failed.carried_annotations(),
         },
     )
     reason = f"rolled back from {failed.name} to the definition of {target.name}"
