@@ -40,7 +40,7 @@ def test_defaults_are_the_service_connect_ones() -> None:
     cfg = parse_config(base())
     ep = cfg.endpoints[0]
     assert ep.retries.attempts == 2
-    assert (ep.outlier.consecutive_failures, ep.outlier.interval_seconds) == (5, 30)
+    assert (ep.outlier.failures, ep.outlier.interval_seconds) == (5, 30)
     assert (ep.outlier.base_ejection_seconds, ep.outlier.max_ejection_seconds) == (30, 300)
     assert cfg.drain_seconds == 20
     assert cfg.limits.max_header_bytes == 65536
