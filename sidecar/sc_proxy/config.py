@@ -217,6 +217,17 @@ class Outlier(_Model):
     max_ejection_seconds: float = Field(default=300.0, gt=0, le=86400)
     max_ejection_percent: int = Field(default=50, ge=0, le=100)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        # The old name meant "in a row"; saying so beats a bare "extra inputs are not permitted".
+        if isinstance(data, dict) and "consecutiveFailures" in data:
+            raise ValueError(
+                "consecutiveFailures: renamed to failures: failures within intervalSeconds eject a task, "
+                "whatever succeeded in between"
+            )
+        return data
+
     @model_validator(mode="after")
     def _bounds(self) -> Outlier:
         if self.max_ejection_seconds < self.base_ejection_seconds:

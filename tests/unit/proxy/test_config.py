@@ -108,6 +108,11 @@ def test_zero_disables_timeouts() -> None:
             "endpoints.0.outlier.maxEjectionSeconds: must be >= baseEjectionSeconds",
         ),
         (
+            lambda c: c["endpoints"][0].update(outlier={"consecutiveFailures": 5}),
+            "endpoints.0.outlier.consecutiveFailures: renamed to failures: failures within intervalSeconds "
+            "eject a task, whatever succeeded in between",
+        ),
+        (
             lambda c: c["endpoints"].append(dict(c["endpoints"][0])),
             "endpoints: duplicate endpoint name 'backend'",
         ),
