@@ -15,7 +15,7 @@ import contextlib
 import json
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -261,8 +261,3 @@ def parse_version(major: str, minor: str) -> tuple[int, int]:
     """``("1", "20+")`` → (1, 20): providers append ``+`` and other marks to the minor version."""
     digits = "".join(ch for ch in minor if ch.isdigit())
     return int("".join(ch for ch in major if ch.isdigit()) or 0), int(digits or 0)
-
-
-def iter_items(objs: list[Obj]) -> Iterator[Obj]:
-    """Objects not being deleted."""
-    return (o for o in objs if not (o.get("metadata") or {}).get("deletionTimestamp"))

@@ -1,8 +1,8 @@
 """The live set of tasks behind one endpoint: round robin with outlier ejection.
 
 Discovery replaces the host set with :meth:`Cluster.set_hosts` (health state of hosts that stay is kept);
-connection handlers call :meth:`Cluster.pick` and report each outcome. Everything runs on the event loop
-thread, so there is no locking.
+connection handlers call :meth:`Cluster.pick` (:meth:`Cluster.pick_retry` for a retry) and report each
+failure. Everything runs on the event loop thread, so there is no locking.
 """
 
 from __future__ import annotations
@@ -127,13 +127,19 @@ class Cluster:
         self._rr = (fallback + 1) % n
         return hosts[fallback]
 
-    def report_success(self, host: Host) -> None:
-        state = self._health.get(host)
-        if state is not None and state.failures:
-            state.failures.clear()
+    def pick_retry(self, tried: frozenset[Host], last: Host) -> Host | None:
+        """The host for a retry after ``last`` failed: one this request has not tried yet (the seed: "the
+        second attempt avoids using the host from the previous connection"); when every host has been
+        tried, any but ``last``; and ``last`` itself only when it is the one host left, as Envoy's
+        ``previous_hosts`` predicate gives up after its selection attempts: with one task, or a request that
+        met a stale pooled connection, trying again beats failing."""
+        return self.pick(tried) or self.pick(frozenset((last,))) or self.pick()
 
     def report_failure(self, host: Host) -> None:
-        """Count a connect failure, reset or 5xx of ``host``; may eject it."""
+        """Count a connect failure, reset or failed answer of ``host``; may eject it.
+
+        Successes are not reported: they do not change the count (see :func:`policy.record_failure`).
+        """
         state = self._health.get(host)
         if state is None or state.ejected_until:
             return  # gone from discovery, or already out of rotation

@@ -188,8 +188,9 @@ class Timeouts(_Model):
 
 
 class Retries(_Model):
-    """Retries on connection failure, reset before any response byte, or 503 (HTTP), each to a task other than
-    the one that failed. A request body is replayed only when it is at most ``maxReplayBodyBytes``."""
+    """Retries on connection failure, reset before any response byte, or 503 (HTTP; gRPC's UNAVAILABLE too,
+    both under ``retryOn503``), each to a task this request has not tried while there is one. A request body
+    is replayed only when it is at most ``maxReplayBodyBytes``."""
 
     attempts: int = Field(default=2, ge=0, le=10)
     retry_on_503: bool = True
@@ -197,9 +198,11 @@ class Retries(_Model):
 
 
 class Outlier(_Model):
-    """Passive health checking (reference §5): ``consecutiveFailures`` failures (connect failures, resets,
-    5xx / gateway errors) with no success in between, all within ``intervalSeconds``, eject the task for
-    ``baseEjectionSeconds`` times the number of times it was ejected, at most ``maxEjectionSeconds``.
+    """Passive health checking (reference §5; the seed: "5 or more of the connections failed in the last 30
+    seconds"): ``failures`` failures of a task (connect failures, resets, 5xx / gateway errors, gRPC
+    UNAVAILABLE) within the last ``intervalSeconds`` eject it for ``baseEjectionSeconds`` times the number
+    of times it was ejected, at most ``maxEjectionSeconds``. Successes in between do not reset the count
+    (unlike Envoy's ``consecutive_5xx``): a task failing every other request is ejected too.
 
     ``maxEjectionPercent`` bounds the share of tasks ejected at once. ECS does not document it; Envoy's
     default of 10 % means "one task" for the 2-10 task services typical here, which we find too timid when
@@ -208,11 +211,22 @@ class Outlier(_Model):
     the proxy routes to all of them.
     """
 
-    consecutive_failures: int = Field(default=5, ge=1, le=1000)
+    failures: int = Field(default=5, ge=1, le=1000)
     interval_seconds: float = Field(default=30.0, gt=0, le=86400)
     base_ejection_seconds: float = Field(default=30.0, gt=0, le=86400)
     max_ejection_seconds: float = Field(default=300.0, gt=0, le=86400)
     max_ejection_percent: int = Field(default=50, ge=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        # The old name meant "in a row"; saying so beats a bare "extra inputs are not permitted".
+        if isinstance(data, dict) and "consecutiveFailures" in data:
+            raise ValueError(
+                "consecutiveFailures: renamed to failures: failures within intervalSeconds eject a task, "
+                "whatever succeeded in between"
+            )
+        return data
 
     @model_validator(mode="after")
     def _bounds(self) -> Outlier:

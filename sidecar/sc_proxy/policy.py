@@ -1,20 +1,25 @@
 """Pure policy: outlier detection, retry decisions and timeout defaults (reference §5).
 
-Nothing here does I/O or reads a clock: callers pass ``now`` (monotonic seconds), which keeps every rule
-unit-testable with exact numbers.
+Every protocol handler (HTTP/1.1, HTTP/2 and gRPC, TCP) and :class:`~sc_proxy.cluster.Cluster` decide with
+these functions, so a rule is written, and unit-tested, once. Nothing here does I/O or reads a clock:
+callers pass ``now`` (monotonic seconds), which keeps every rule unit-testable with exact numbers.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
 
-from sc_proxy.config import Outlier, Retries, Timeouts
+from sc_proxy.config import Outlier, Timeouts
 
 #: Service Connect defaults: perRequestTimeout for HTTP kinds; idle timeout per protocol.
 DEFAULT_PER_REQUEST_TIMEOUT = 15.0
 DEFAULT_IDLE_TIMEOUT_HTTP = 300.0
 DEFAULT_IDLE_TIMEOUT_TCP = 3600.0
+
+#: gRPC's UNAVAILABLE: the gRPC form of a 503 (a trailers-only answer usually carries HTTP 200).
+GRPC_UNAVAILABLE: Final = 14
 
 
 def effective_timeouts(app_protocol: str, timeouts: Timeouts) -> tuple[float | None, float | None]:
@@ -33,7 +38,7 @@ def effective_timeouts(app_protocol: str, timeouts: Timeouts) -> tuple[float | N
 class HostHealth:
     """Outlier state of one task."""
 
-    #: Times of the current run of failures with no success in between (at most ``consecutiveFailures``).
+    #: Times of its latest failures, oldest first (at most ``failures`` of them: only those can matter).
     failures: deque[float] = field(default_factory=deque)
     #: Monotonic time the current ejection ends; 0 when not ejected.
     ejected_until: float = 0.0
@@ -46,23 +51,16 @@ class HostHealth:
 def record_failure(health: HostHealth, now: float, cfg: Outlier) -> bool:
     """Count one failure; True when the host has now reached the ejection threshold.
 
-    The threshold is ``consecutiveFailures`` failures with no success between them, the first of which is at
-    most ``intervalSeconds`` old ("5 failures within 30 s").
+    The threshold is ``failures`` failures within the last ``intervalSeconds`` (the seed's "5 or more of the
+    connections failed in the last 30 seconds"), whatever succeeded in between: a success does not reset
+    the count, failures only age out of the window. Keeping the newest ``failures`` times is enough: the
+    threshold is reached exactly when the oldest of them is inside the window.
     """
     failures = health.failures
     failures.append(now)
-    limit = cfg.consecutive_failures
-    while len(failures) > limit:
+    if len(failures) > cfg.failures:
         failures.popleft()
-    while failures and now - failures[0] > cfg.interval_seconds:
-        failures.popleft()
-    return len(failures) >= limit
-
-
-def record_success(health: HostHealth) -> None:
-    """A success breaks the run of failures."""
-    if health.failures:
-        health.failures.clear()
+    return len(failures) >= cfg.failures and now - failures[0] <= cfg.interval_seconds
 
 
 def ejection_seconds(times_ejected: int, cfg: Outlier) -> float:
@@ -103,23 +101,25 @@ def end_ejection(health: HostHealth) -> None:
     health.ejected_until = 0.0
 
 
-def is_outlier_status(status: int) -> bool:
-    """HTTP statuses that count as a failure of the task for outlier detection (5xx and gateway errors)."""
-    return status >= 500
+def is_outlier_status(status: int, grpc_status: int | None = None) -> bool:
+    """Whether an answer counts as a failure of the task: a 5xx (gateway errors included), or gRPC
+    UNAVAILABLE (``grpc_status``: the status of a trailers-only gRPC answer, else ``None``)."""
+    return status >= 500 or grpc_status == GRPC_UNAVAILABLE
 
 
-def may_retry_status(status: int, cfg: Retries) -> bool:
-    """Statuses that are retried (ECS: "retry twice on connection failure or 503")."""
-    return status == 503 and cfg.retry_on_503
+def may_retry_status(status: int, retry_on_503: bool, grpc_status: int | None = None) -> bool:
+    """Answers that are retried (ECS: "retry twice on connection failure or 503"): a 503, or its gRPC form
+    UNAVAILABLE, unless ``retryOn503`` is off."""
+    return retry_on_503 and (status == 503 or grpc_status == GRPC_UNAVAILABLE)
 
 
-def may_replay_body(body_length: int | None, buffered: int, cfg: Retries) -> bool:
-    """A request is retried only when its body can be replayed: none, or fully buffered within the limit.
+def may_replay_body(buffered: int, max_replay_body_bytes: int) -> bool:
+    """Whether a request body of which ``buffered`` bytes arrived so far can still be replayed on a retry:
+    only a body kept in full, of at most ``maxReplayBodyBytes``."""
+    return buffered <= max_replay_body_bytes
 
-    ``body_length`` is the declared length (``None`` for chunked/unknown); ``buffered`` what was kept so far.
-    """
-    if body_length == 0:
-        return True
-    if body_length is None:
-        return buffered <= cfg.max_replay_body_bytes
-    return body_length <= cfg.max_replay_body_bytes
+
+def may_retry(attempts_left: int, body_replayable: bool, response_started: bool) -> bool:
+    """A failed attempt is retried while the budget lasts, the body can be sent again, and nothing of the
+    response reached the client yet (after that, the client has seen the failure)."""
+    return attempts_left > 0 and body_replayable and not response_started

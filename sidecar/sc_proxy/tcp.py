@@ -4,8 +4,9 @@
   until it drains (asyncio's ``pause_writing``/``resume_writing`` callbacks drive it);
 - half-close: EOF from one side becomes ``write_eof`` on the other; the pair closes when both sides have
   finished or either side closes;
-- connect retries: up to ``route.retries`` more attempts, never to a host that already failed for this
-  connection; every failure feeds outlier detection;
+- connect retries: up to ``route.retries`` more attempts, each to a host that has not failed for this
+  connection yet while there is one (:meth:`~sc_proxy.cluster.Cluster.pick_retry`); every failure feeds
+  outlier detection;
 - idle timeout: no byte either way for ``route.idle_timeout`` seconds closes both sides.
 
 For TCP a "request" is a connection; ``response_time_ms`` records the time to connect upstream.
@@ -180,8 +181,9 @@ class TcpRelay(asyncio.Protocol):
         cluster = route.cluster
         stats = route.stats
         failed: frozenset[Host] = frozenset()
+        host: Host | None = None
         for attempt in range(1 + route.retries):
-            host = cluster.pick(failed)
+            host = cluster.pick() if host is None else cluster.pick_retry(failed, host)
             if host is None:
                 break
             if attempt:
@@ -200,7 +202,6 @@ class TcpRelay(asyncio.Protocol):
                 if self._closed:
                     return
                 continue
-            cluster.report_success(host)
             stats.response_time_ms.observe((self._loop.time() - t0) * 1000.0)
             if self._closed:
                 transport.close()

@@ -120,6 +120,11 @@ def server_config(
     return cfg, port
 
 
+def _fails_on(headers: dict[bytes, bytes], name: str) -> bool:
+    parts = headers.get(b":path", b"").decode().strip("/").split("/")
+    return len(parts) > 1 and parts[0] == "fail-on" and name in parts[1].split(",")
+
+
 class _ScriptedProtocol(asyncio.Protocol):
     def __init__(self, server: ScriptedH2Server) -> None:
         self.server = server
@@ -134,6 +139,7 @@ class _ScriptedProtocol(asyncio.Protocol):
         self.answered = 0
         self.closing = False
         self.trailers: dict[int, list[tuple[bytes, bytes]]] = {}
+        self.failing: set[int] = set()  # streams asking this server to fail (``/fail-on/…``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -164,6 +170,8 @@ class _ScriptedProtocol(asyncio.Protocol):
                     self.h2.reset_stream(ev.stream_id, ErrorCodes.REFUSED_STREAM)
                     continue
                 self.bodies[ev.stream_id] = bytearray()
+                if self.server.mode == "echo" and _fails_on(dict(ev.headers or []), self.server.name):
+                    self.failing.add(ev.stream_id)
             elif isinstance(ev, DataReceived):
                 assert ev.stream_id is not None
                 assert ev.data is not None
@@ -181,8 +189,11 @@ class _ScriptedProtocol(asyncio.Protocol):
                     self.server.max_open = max(self.server.max_open, self.server.open_streams)
                     loop = asyncio.get_running_loop()
                     loop.call_later(0.2, self._answer_later, ev.stream_id, bytes(body))
-                if body is not None and self.server.mode == "fail":
-                    self.h2.send_headers(ev.stream_id, [(b":status", b"503")], end_stream=True)
+                if body is not None and (self.server.mode == "fail" or ev.stream_id in self.failing):
+                    self.failing.discard(ev.stream_id)
+                    head = [(b":status", b"503"), (b"x-served-by", self.server.name.encode())]
+                    self.h2.send_headers(ev.stream_id, head, end_stream=True)
+                    continue
                 if body is not None and self.server.mode in ("echo", "goaway"):
                     self._answer(ev.stream_id, bytes(body))
                     if self.server.mode == "goaway" and self.answered >= self.server.goaway_after:
@@ -236,8 +247,9 @@ class ScriptedH2Server:
     the HTTP/2 preface). ``mode``: ``echo`` (200, the request body back or the server name, trailer
     ``x-trailer: intact``), ``refuse`` (RST_STREAM REFUSED_STREAM), ``hang`` (never answers) or ``goaway``
     (echo, then GOAWAY after ``goaway_after`` streams on a connection, ignoring the streams above it) or
-    ``slow`` (echo after 200 ms) or ``fail`` (503). ``max_streams``: the SETTINGS_MAX_CONCURRENT_STREAMS
-    it announces."""
+    ``slow`` (echo after 200 ms) or ``fail`` (503). In ``echo`` mode a request for
+    ``/fail-on/<name>[,<name>…]/…`` naming this server is answered 503 too. ``max_streams``: the
+    SETTINGS_MAX_CONCURRENT_STREAMS it announces."""
 
     def __init__(
         self, name: str, host: str, mode: str = "echo", goaway_after: int = 0, max_streams: int = 0

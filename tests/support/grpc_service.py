@@ -3,7 +3,8 @@
 Methods of ``test.Echo`` use raw bytes (identity serializers), registered with grpcio's generic handlers:
 
 - ``Unary``: answers the request bytes. Request metadata: ``x-sleep-ms`` (sleep first), ``x-status`` (abort
-  with that gRPC code). Trailing metadata: ``x-served-by: <name>`` and ``x-trailer: intact``.
+  with that gRPC code), ``x-fail-on: <name>[,<name>…]`` (the servers named abort with UNAVAILABLE).
+  Trailing metadata: ``x-served-by: <name>`` and ``x-trailer: intact``.
 - ``ServerStream``: the request is ``b"<count> <size> <delay_ms>"``; streams ``count`` messages of ``size``
   bytes (byte value = index mod 256), ``delay_ms`` apart.
 - ``ClientStream``: answers ``b"<messages> <total bytes>"``.
@@ -45,6 +46,8 @@ def _handlers(name: str) -> grpc.GenericRpcHandler:
         if "x-sleep-ms" in meta:
             time.sleep(int(meta["x-sleep-ms"]) / 1000)
         context.set_trailing_metadata(trailers)
+        if name in meta.get("x-fail-on", "").split(","):
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{name} fails on purpose")
         if "x-status" in meta:
             context.abort(grpc.StatusCode(_code(int(meta["x-status"]))), f"asked for {meta['x-status']}")
         return request

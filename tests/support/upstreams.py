@@ -8,7 +8,7 @@ implementation independent of the proxy's parser):
 - ``/status/<code>``: that status; ``/delay/<ms>``: answer after a pause; ``/close``: ``Connection: close``;
 - ``/reset``: abort the connection without answering;
 - ``/stream/<bytes>``: a chunked body of that size;
-- ``/fail-on/<name>/<reset|code>``: the upstream called ``<name>`` resets or answers ``<code>``, others 200;
+- ``/fail-on/<name>[,<name>…]/<reset|code>``: the upstreams named reset or answer ``<code>``, others 200;
 - ``/garbage``: a reply that is not HTTP;
 - ``/echo``: the request body streamed back (chunked); ``/sink``: the body's length and sha256 (streamed).
 
@@ -109,8 +109,8 @@ async def _handle(
     path = req.target.decode()
     base = [(b"server", f"upstream-{name}".encode()), (b"x-upstream", name.encode())]
     parts = path.split("?")[0].strip("/").split("/")
-    if parts[0] == "fail-on" and len(parts) > 2 and parts[1] == name:
-        # /fail-on/<name>/<reset|status>: only the upstream called <name> fails; the others answer 200.
+    if parts[0] == "fail-on" and len(parts) > 2 and name in parts[1].split(","):
+        # /fail-on/<names>/<reset|status>: only the upstreams named fail; the others answer 200.
         parts = ["reset"] if parts[2] == "reset" else ["status", parts[2]]
     if parts[0] == "reset":
         sock = writer.get_extra_info("socket")

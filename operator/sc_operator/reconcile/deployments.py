@@ -17,7 +17,6 @@ from typing import Any
 
 from sc_operator import API_VERSION
 from sc_operator.api import ConnectDeploymentSpec, ConnectServiceSpec
-from sc_operator.api.common import Endpoint
 from sc_operator.kube import (
     CONFIGMAPS,
     CONNECT_DEPLOYMENTS,
@@ -329,7 +328,3 @@ def prune_inactive(ctx: Context, namespace: str, rollouts: list[Rollout]) -> Non
     for r in inactive[: max(0, len(inactive) - ctx.tuning.keep_inactive)]:
         with contextlib.suppress(ApiError):
             ctx.kube.delete(CONNECT_DEPLOYMENTS, r.name, namespace)
-
-
-def pinned_endpoints(rollout: Rollout) -> list[Endpoint]:
-    return list(rollout.spec.endpoints or [])

@@ -327,12 +327,6 @@ def needs_retry(service: Obj) -> bool:
     return cond is not None and cond.get("status") == "False" and cond.get("reason") in RETRIABLE_REASONS
 
 
-def accepted_generation_behind(service: Obj) -> bool:
-    """The spec changed since the last verdict (e.g. the operator died mid-way through a handler)."""
-    status = service.get("status") or {}
-    return bool(status.get("observedGeneration") != service["metadata"].get("generation"))
-
-
 def delete_service(ctx: Context, service: Obj) -> None:
     """Deregister the service's endpoints; its children go by owner references (garbage collection)."""
     meta = service["metadata"]

@@ -22,8 +22,6 @@ from typing import Final
 
 from sc_proxy.http1.parse import HOP_BY_HOP, RequestHead, ResponseHead
 
-SERVER: Final = b"envoy"
-
 
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     tokens: set[bytes] = set()
@@ -50,14 +48,6 @@ def _upgrade_value(headers: list[tuple[bytes, bytes]]) -> bytes:
         if name.lower() == b"upgrade":
             return value
     return b""
-
-
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The client's ``x-request-id``, if it sent one."""
-    for name, value in headers:
-        if len(name) == 12 and name.lower() == b"x-request-id":
-            return value
-    return None
 
 
 #: 32 random hex digits as the 5 groups of a UUID, minus the version digit (always 4) and with the variant
@@ -134,18 +124,6 @@ def downstream_response_head(
         b"transfer-encoding: chunked\r\n" if chunked else b"",
         b"" if service_time_ms is None else b"x-envoy-upstream-service-time: %d\r\n" % service_time_ms,
     )
-
-
-def interim_response_head(resp: ResponseHead) -> bytes:
-    """A 1xx (e.g. ``100 Continue``) passed to the client; 1xx never carry framing headers."""
-    parts = [b"HTTP/1.1 %d " % resp.status, resp.reason, b"\r\n"]
-    for name, value in resp.headers:
-        lname = name.lower()
-        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
-            continue
-        parts.append(name + b": " + value + b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
 
 
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"

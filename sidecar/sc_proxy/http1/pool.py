@@ -1,9 +1,9 @@
 """Upstream HTTP/1.1 connections and their keep-alive pool.
 
-One :class:`Pool` per cluster (endpoint). A connection is handed back to the pool only after a complete
-response to a complete request (never mid-message), at most ``max_idle_per_host`` are kept per host, and
-pooled connections idle longer than the route's idle timeout are closed by a sweeper. A pooled connection
-the upstream closes leaves the pool at once.
+One :class:`Pool` per route (see :mod:`sc_proxy.pools`). A connection is handed back to the pool only after
+a complete response to a complete request (never mid-message), at most ``max_idle_per_host`` are kept per
+host, and pooled connections idle longer than the route's idle timeout are closed by a sweeper. A pooled
+connection the upstream closes leaves the pool at once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from sc_proxy.http1.parse import ResponseEvent, ResponseReader
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from sc_proxy.route import Route
 
 #: Idle upstream connections kept per task; enough for the downstream connections a sidecar typically
 #: multiplexes, small enough that a burst does not leave hundreds of sockets open.
@@ -151,9 +153,6 @@ class Pool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
-    def idle_count(self) -> int:
-        return sum(len(q) for q in self._idle.values())
-
     def take(self, host: Host) -> UpstreamConn | None:
         """A pooled connection to ``host`` (most recently used first: the least likely to be timed out)."""
         queue = self._idle.get(host)
@@ -207,11 +206,6 @@ class Pool:
         if remaining:
             self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
 
-    def close_all(self) -> None:
-        for queue in list(self._idle.values()):
-            while queue:
-                queue.pop().close()
-
     async def connect(self, host: Host) -> UpstreamConn:
         """A new connection to ``host``; raises ``OSError`` or ``TimeoutError``."""
         loop = asyncio.get_running_loop()
@@ -221,12 +215,6 @@ class Pool:
         return conn
 
 
-_POOLS: dict[int, Pool] = {}
-
-
-def pool_for(cluster: Cluster, idle_timeout: float | None, connect_timeout: float) -> Pool:
-    """The pool of ``cluster`` (one per cluster per process; clusters live as long as the process)."""
-    pool = _POOLS.get(id(cluster))
-    if pool is None or pool.cluster is not cluster:
-        pool = _POOLS[id(cluster)] = Pool(cluster, idle_timeout, connect_timeout)
-    return pool
+def new_pool(route: Route) -> Pool:
+    """The HTTP/1.1 pool of ``route`` (for :func:`sc_proxy.pools.pool_for`)."""
+    return Pool(route.cluster, route.idle_timeout, route.connect_timeout)

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from typing import Final, cast
 
+from sc_proxy import policy
 from sc_proxy.accesslog import AccessRecord
 from sc_proxy.cluster import Host
 from sc_proxy.http1 import headers as hdr
@@ -27,7 +28,8 @@ from sc_proxy.http1.parse import (
     ResponseHead,
     Upgraded,
 )
-from sc_proxy.http1.pool import Pool, UpstreamConn, pool_for
+from sc_proxy.http1.pool import Pool, UpstreamConn, new_pool
+from sc_proxy.pools import pool_for
 from sc_proxy.route import Route
 
 #: Parsed requests waiting behind the one in flight before reading pauses.
@@ -58,7 +60,6 @@ class Exchange:
         "conn",
         "deadline",
         "error",
-        "failed_host",
         "has_rid",
         "head",
         "host",
@@ -94,7 +95,6 @@ class Exchange:
         self.request_complete = head is None or not head.has_body
         self.conn: UpstreamConn | None = None
         self.host: Host | None = None
-        self.failed_host: Host | None = None
         self.tried: frozenset[Host] = _NO_HOSTS
         self.sent_at = 0.0
         self.response_started = False
@@ -144,7 +144,7 @@ class Http1Connection(asyncio.Protocol):
         limits = route.limits
         self.max_header_bytes = limits.max_header_bytes
         self.header_timeout = limits.header_timeout_seconds
-        self.pool: Pool = pool_for(route.cluster, route.idle_timeout, route.connect_timeout)
+        self.pool: Pool = pool_for(route, "http1", new_pool)
         self.timeout_ms = int(route.per_request_timeout * 1000) if route.per_request_timeout else None
         self.reader = RequestReader(self.max_header_bytes)
         self.loop = asyncio.get_running_loop()
@@ -337,7 +337,7 @@ class Http1Connection(asyncio.Protocol):
             return  # the request was answered early (e.g. 503) and the connection is closing
         ex = self.queue[-1]
         ex.body_in += len(data)
-        if ex.replayable and ex.body_in > self.route.max_replay_body_bytes:
+        if ex.replayable and not policy.may_replay_body(ex.body_in, self.route.max_replay_body_bytes):
             ex.replayable = False
             if ex.conn is not None:
                 ex.chunks.clear()  # already written upstream; too big to replay anyway
@@ -453,11 +453,8 @@ class Http1Connection(asyncio.Protocol):
         self._on_request_timeout(ex)
 
     def _attempt(self, ex: Exchange) -> None:
-        host = self.cluster.pick(ex.tried)
-        if host is None and ex.tried:
-            # Every task has failed this request once: like Envoy's previous_hosts predicate after its
-            # attempts, accept a repeat (the usual case: one task, a stale pooled connection).
-            host = self.cluster.pick()
+        last = ex.host  # the host that just failed, on a retry
+        host = self.cluster.pick() if last is None else self.cluster.pick_retry(ex.tried, last)
         if host is None:
             self._local_reply(ex, 503, "no healthy upstream" if not ex.tried else "", close=False)
             return
@@ -514,10 +511,9 @@ class Http1Connection(asyncio.Protocol):
             ex.conn.abort()
             ex.conn = None
         self._unblock_reading(_R_UPSTREAM)
-        ex.failed_host = host
         # Never sent anywhere (connect failures only): every body byte is still held, whatever its size.
         replayable = ex.replayable or ex.sent_at == 0.0
-        if ex.attempts_left > 0 and replayable and not ex.response_started:
+        if policy.may_retry(ex.attempts_left, replayable, ex.response_started):
             ex.attempts_left -= 1
             ex.tried = ex.tried | {host}
             self.stats.retries.inc()
@@ -702,20 +698,15 @@ class Http1Connection(asyncio.Protocol):
                 self._write(hdr.CONTINUE)
             return True
         host = conn.host
-        if (
-            status == 503
-            and self.route.retry_on_503
-            and ex.attempts_left > 0
-            and ex.replayable
-            and ex.request_complete
-        ):
+        if policy.is_outlier_status(status):
             self.cluster.report_failure(host)
-            self._retry_or_fail(ex, host, 503)
-            return False
-        if status >= 500:
-            self.cluster.report_failure(host)
-        else:
-            self.cluster.report_success(host)
+            if (
+                policy.may_retry_status(status, self.route.retry_on_503)
+                and ex.request_complete
+                and policy.may_retry(ex.attempts_left, ex.replayable, ex.response_started)
+            ):
+                self._retry_or_fail(ex, host, status)
+                return False
         ex.status = status
         ex.response_started = True
         if status == 101:

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from sc_proxy import policy
 from sc_proxy.accesslog import AccessRecord
 from sc_proxy.cluster import Host
 from sc_proxy.http2 import grpc
@@ -130,19 +131,18 @@ class ProxyStream:
         up.schedule_flush()
 
     def _can_retry(self) -> bool:
-        return self.left > 0 and self.replay is not None and not self.done
+        return policy.may_retry(self.left, self.replay is not None, self.done or self.resp_status != 0)
 
     def _retry_or_fail(
         self, status: int, grpc_code: int, message: str, flags: str, refused: bool = False
     ) -> None:
         """Retry on a host not tried yet, or answer the client with the proxy's own error.
 
+        The host is chosen by :meth:`Cluster.pick_retry`: one not tried yet while there is one.
         ``refused``: the host did not process the stream (REFUSED_STREAM, beyond a GOAWAY) and is not at
-        fault, so when no other host is left the same one is tried again, on a fresh stream (as Envoy's
-        previous-hosts predicate falls back to any host after its selection attempts). On a route without a
-        retry budget (ingress) such a stream still gets one more attempt: nothing was processed, and
-        a server closing a connection after N requests (nginx's keepalive_requests, gRPC's max connection
-        age) must not fail the requests in flight.
+        fault. On a route without a retry budget (ingress) such a stream still gets one more attempt:
+        nothing was processed, and a server closing a connection after N requests (nginx's
+        keepalive_requests, gRPC's max connection age) must not fail the requests in flight.
         """
         if refused and self.left == 0 and self.free_refused and self.replay is not None and not self.done:
             self.free_refused = False
@@ -150,10 +150,9 @@ class ProxyStream:
         if not self._can_retry():
             self._local_error(status, grpc_code, message, flags)
             return
+        last = self.host
         cluster = self.route.cluster
-        host = cluster.pick(self.tried)
-        if host is None and refused and self.host is not None:
-            host = cluster.pick(self.tried - {self.host})
+        host = cluster.pick() if last is None else cluster.pick_retry(self.tried, last)
         if host is None:
             self._local_error(status, grpc_code, message, flags)
             return
@@ -178,7 +177,7 @@ class ProxyStream:
         replay = self.replay
         if replay is not None:
             self.replay_bytes += n
-            if self.replay_bytes > self.route.max_replay_body_bytes:
+            if not policy.may_replay_body(self.replay_bytes, self.route.max_replay_body_bytes):
                 self.replay = None
             else:
                 replay.append(data)
@@ -222,17 +221,9 @@ class ProxyStream:
         cluster = self.route.cluster
         status = status_of(headers)
         code = grpc.status_of(headers) if self.grpc and ended else None
-        failed = status >= 500 or code == grpc.UNAVAILABLE
-        if host is not None:
-            if failed:
-                cluster.report_failure(host)
-            else:
-                cluster.report_success(host)
-        if (
-            (code == grpc.UNAVAILABLE or (status == 503 and self.route.retry_on_503))
-            and self._can_retry()
-            and cluster.pick(self.tried) is not None
-        ):
+        if host is not None and policy.is_outlier_status(status, code):
+            cluster.report_failure(host)
+        if policy.may_retry_status(status, self.route.retry_on_503, code) and self._can_retry():
             self._detach_up(_CANCEL)
             self._retry_or_fail(503, grpc.UNAVAILABLE, "upstream unavailable", "URX")
             return

@@ -119,9 +119,7 @@ def test_connect_retries_avoid_the_failed_hosts(admin_port: int, start_proxy: St
     alias_port = free_port("127.255.0.1")
     # Outlier detection off (threshold unreachable) so every connection meets the dead hosts in round robin.
     proxy = start_proxy(
-        egress_config(
-            admin_port, [dead1, dead2, (up.host, up.port)], alias_port, outlier={"consecutiveFailures": 1000}
-        )
+        egress_config(admin_port, [dead1, dead2, (up.host, up.port)], alias_port, outlier={"failures": 1000})
     )
     for i in range(9):
         assert tcp_roundtrip("127.255.0.1", alias_port, b"ping%d" % i) == b"ping%d" % i
@@ -146,7 +144,7 @@ def test_without_retries_a_dead_host_fails_the_connection(
             [dead, (up.host, up.port)],
             alias_port,
             retries={"attempts": 0},
-            outlier={"consecutiveFailures": 1000},
+            outlier={"failures": 1000},
         )
     )
     results = [tcp_roundtrip("127.255.0.1", alias_port, b"hi") for _ in range(4)]

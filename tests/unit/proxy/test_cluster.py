@@ -94,13 +94,37 @@ def test_set_hosts_keeps_state_of_remaining_hosts() -> None:
     assert c.ejected_hosts() == []
 
 
-def test_success_resets_failure_run() -> None:
-    c, _ = make(A, B)
+def test_failures_count_in_the_window_whatever_succeeded_between() -> None:
+    # A task failing every other request: with Envoy's consecutive_5xx it would never be ejected.
+    c, clock = make(A, B)
     for _ in range(4):
         c.report_failure(A)
-    c.report_success(A)
+        clock.now += 1  # a success here reports nothing
+    c.report_failure(A)
+    assert c.ejected_hosts() == [A]
+
+
+def test_failures_older_than_the_interval_age_out() -> None:
+    c, clock = make(A, B, interval_seconds=30)
+    for _ in range(4):
+        c.report_failure(A)
+    clock.now += 31
     c.report_failure(A)
     assert c.ejected_hosts() == []
+    for _ in range(3):
+        c.report_failure(A)
+    assert c.ejected_hosts() == []  # 4 within the last 30 s
+    c.report_failure(A)
+    assert c.ejected_hosts() == [A]
+
+
+def test_a_retry_avoids_the_hosts_tried_then_the_one_that_just_failed() -> None:
+    c, _ = make(A, B, C)
+    assert {c.pick_retry(frozenset({A}), A) for _ in range(6)} == {B, C}
+    assert {c.pick_retry(frozenset({A, B, C}), B) for _ in range(6)} == {A, C}
+    lone, _ = make(A)
+    assert lone.pick_retry(frozenset({A}), A) == A  # one task: trying it again beats failing
+    assert make()[0].pick_retry(frozenset({A}), A) is None
 
 
 def test_ejected_host_leaving_discovery_is_reported_back() -> None:

@@ -16,7 +16,6 @@ step = st.one_of(
     fail,
     fail,
     fail,
-    st.tuples(st.just("ok"), st.integers(0, 5)),
     st.tuples(st.just("time"), st.floats(0, 8)),
     st.tuples(st.just("hosts"), st.lists(st.integers(0, 5), min_size=0, max_size=6)),
     st.tuples(st.just("pick"), st.lists(st.integers(0, 5), max_size=3)),
@@ -35,9 +34,7 @@ class Clock:
 @example([("fail", i) for i in (0, 0, 1, 1, 2, 2)], 100)
 def test_invariants(steps: list[tuple[str, object]], percent: int) -> None:
     clock = Clock()
-    cfg = Outlier(
-        consecutive_failures=2, base_ejection_seconds=1, max_ejection_seconds=5, max_ejection_percent=percent
-    )
+    cfg = Outlier(failures=2, base_ejection_seconds=1, max_ejection_seconds=5, max_ejection_percent=percent)
     cluster = Cluster("b", cfg, HOSTS[:3], clock=clock)
     gauge = [0]
     cluster.on_eject = lambda h, s: gauge.__setitem__(0, gauge[0] + 1)
@@ -46,8 +43,6 @@ def test_invariants(steps: list[tuple[str, object]], percent: int) -> None:
     for kind, arg in steps:
         if kind == "fail":
             cluster.report_failure(HOSTS[arg])  # type: ignore[index]
-        elif kind == "ok":
-            cluster.report_success(HOSTS[arg])  # type: ignore[index]
         elif kind == "time":
             clock.now += arg  # type: ignore[operator]
         elif kind == "hosts":

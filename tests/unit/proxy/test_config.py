@@ -40,7 +40,7 @@ def test_defaults_are_the_service_connect_ones() -> None:
     cfg = parse_config(base())
     ep = cfg.endpoints[0]
     assert ep.retries.attempts == 2
-    assert (ep.outlier.consecutive_failures, ep.outlier.interval_seconds) == (5, 30)
+    assert (ep.outlier.failures, ep.outlier.interval_seconds) == (5, 30)
     assert (ep.outlier.base_ejection_seconds, ep.outlier.max_ejection_seconds) == (30, 300)
     assert cfg.drain_seconds == 20
     assert cfg.limits.max_header_bytes == 65536
@@ -106,6 +106,11 @@ def test_zero_disables_timeouts() -> None:
         (
             lambda c: c["endpoints"][0].update(outlier={"baseEjectionSeconds": 30, "maxEjectionSeconds": 10}),
             "endpoints.0.outlier.maxEjectionSeconds: must be >= baseEjectionSeconds",
+        ),
+        (
+            lambda c: c["endpoints"][0].update(outlier={"consecutiveFailures": 5}),
+            "endpoints.0.outlier.consecutiveFailures: renamed to failures: failures within intervalSeconds "
+            "eject a task, whatever succeeded in between",
         ),
         (
             lambda c: c["endpoints"].append(dict(c["endpoints"][0])),

@@ -8,7 +8,6 @@ from sc_proxy.http1.headers import (
     downstream_response_head,
     error_response,
     new_request_id,
-    request_id_of,
     upstream_request_head,
 )
 from sc_proxy.http1.parse import RequestHead, RequestReader, ResponseHead, ResponseReader
@@ -49,7 +48,7 @@ def test_request_id_of_the_client_is_kept_and_own_headers_replaced() -> None:
         b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\nX-Forwarded-Proto: https\r\n"
         b"X-Envoy-Expected-Rq-Timeout-Ms: 1\r\n\r\n"
     )
-    rid = request_id_of(head.headers)
+    rid = head.request_id  # what the server forwards: the parser's reading of the client's x-request-id
     assert rid == b"abc"
     lines = header_lines(upstream_request_head(head, rid, None, has_request_id=True))
     assert lines.count(b"X-Request-Id: abc") == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sc_proxy import policy
-from sc_proxy.config import Outlier, Retries
+from sc_proxy.config import Outlier
 
 CFG = Outlier()
 
@@ -22,12 +22,27 @@ def test_failures_spread_over_more_than_the_interval_do_not() -> None:
     assert policy.record_failure(h, 35, CFG)  # 10, 20, 30, 31, 35
 
 
-def test_a_success_breaks_the_run() -> None:
+def test_a_task_failing_every_other_request_reaches_the_threshold() -> None:
+    # Successes in between change nothing (there is no success to record): the 5th failure in 30 s ejects.
     h = policy.HostHealth()
-    for t in range(4):
-        policy.record_failure(h, t, CFG)
-    policy.record_success(h)
-    assert not policy.record_failure(h, 5, CFG)
+    outcomes = [policy.record_failure(h, t, CFG) for t in (0.0, 2.0, 4.0, 6.0, 8.0)]
+    assert outcomes == [False, False, False, False, True]
+
+
+def test_only_the_newest_failures_are_kept() -> None:
+    h = policy.HostHealth()
+    for t in range(100):
+        policy.record_failure(h, t * 60.0, CFG)  # one a minute: never 5 in 30 s
+    assert len(h.failures) == CFG.failures
+    assert not policy.record_failure(h, 100 * 60.0, CFG)
+
+
+def test_the_threshold_and_window_are_configurable() -> None:
+    cfg = Outlier(failures=2, interval_seconds=1)
+    h = policy.HostHealth()
+    assert not policy.record_failure(h, 0.0, cfg)
+    assert not policy.record_failure(h, 1.5, cfg)
+    assert policy.record_failure(h, 2.5, cfg)  # 1.5 and 2.5: two within 1 s (the window is inclusive)
 
 
 def test_ejection_time_grows_with_each_ejection_up_to_the_maximum() -> None:
@@ -65,19 +80,35 @@ def test_max_ejection_share() -> None:
     assert not policy.may_eject(3, 1, ten)
 
 
-def test_retry_and_outlier_statuses() -> None:
-    assert policy.may_retry_status(503, Retries())
-    assert not policy.may_retry_status(503, Retries(retry_on_503=False))
-    assert not policy.may_retry_status(500, Retries())
+def test_outlier_statuses() -> None:
     assert policy.is_outlier_status(502)
     assert policy.is_outlier_status(500)
     assert not policy.is_outlier_status(404)
+    assert not policy.is_outlier_status(200)
+    # gRPC's trailers-only UNAVAILABLE (HTTP 200) is a failure of the task; other gRPC errors are answers.
+    assert policy.is_outlier_status(200, policy.GRPC_UNAVAILABLE)
+    assert not policy.is_outlier_status(200, 5)
+
+
+def test_retried_statuses() -> None:
+    assert policy.may_retry_status(503, retry_on_503=True)
+    assert not policy.may_retry_status(503, retry_on_503=False)
+    assert not policy.may_retry_status(500, retry_on_503=True)
+    assert not policy.may_retry_status(502, retry_on_503=True)
+    assert policy.may_retry_status(200, True, policy.GRPC_UNAVAILABLE)
+    assert not policy.may_retry_status(200, False, policy.GRPC_UNAVAILABLE)
+    assert not policy.may_retry_status(200, True, 13)  # INTERNAL: an answer, not "try elsewhere"
 
 
 def test_replayable_bodies() -> None:
-    r = Retries()
-    assert policy.may_replay_body(0, 0, r)
-    assert policy.may_replay_body(65536, 0, r)
-    assert not policy.may_replay_body(65537, 0, r)
-    assert policy.may_replay_body(None, 1000, r)
-    assert not policy.may_replay_body(None, 70000, r)
+    assert policy.may_replay_body(0, 65536)
+    assert policy.may_replay_body(65536, 65536)
+    assert not policy.may_replay_body(65537, 65536)
+    assert not policy.may_replay_body(1, 0)
+
+
+def test_retry_budget_body_and_response() -> None:
+    assert policy.may_retry(2, body_replayable=True, response_started=False)
+    assert not policy.may_retry(0, body_replayable=True, response_started=False)
+    assert not policy.may_retry(2, body_replayable=False, response_started=False)
+    assert not policy.may_retry(2, body_replayable=True, response_started=True)
