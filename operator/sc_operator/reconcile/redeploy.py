@@ -18,7 +18,7 @@ from sc_operator.api.service import AutoRedeploy
 from sc_operator.kube import CONNECT_SERVICES, Obj
 from sc_operator.reconcile.conditions import get_condition, set_condition
 from sc_operator.reconcile.context import Context
-from sc_operator.reconcile.deployments import Rollout, list_rollouts, pinned_endpoints
+from sc_operator.reconcile.deployments import Rollout, list_rollouts
 from sc_operator.redeploy import AutoDecision, Current, Policy, decide_auto_redeploy, resolve_policy
 from sc_operator.registry import Registry
 
@@ -73,7 +73,7 @@ def auto_decision(
     if not policy.on_new_endpoints:
         return None
     return decide_auto_redeploy(
-        policy, current_of(primary), pinned_endpoints(primary), registry.endpoints, ref, ctx.clock()
+        policy, current_of(primary), list(primary.spec.endpoints or []), registry.endpoints, ref, ctx.clock()
     )
 
 
