@@ -79,7 +79,7 @@ def test_zero_disables_timeouts() -> None:
             "admin.localAddress: 10.0.0.1 is not a loopback address",
         ),
         (lambda c: c["admin"].update(localPort=c["admin"]["port"]), "admin.localPort: port 9901 is already"),
-        (lambda c: c["egress"].update(port=9902), "egress.port: port 9902 is already used by admin.localPort"),
+        (lambda c: c["egress"].update(port=9902), "egress.port: port 9902 is already used by admin.local"),
         (lambda c: c.update(limits={"maxHeaderCount": 0}), "limits.maxHeaderCount: Input should be greater"),
         (lambda c: c["aliases"][0].update(endpoint="nope"), "aliases.0.endpoint: 'nope' is not the name"),
         (
