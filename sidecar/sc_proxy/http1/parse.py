@@ -369,7 +369,9 @@ class RequestReader:
         if kind <= _K_CONNECTION:
             self._headers.append((name, value))
             if kind == _K_TE:
-                self._te = value
+                # Several field lines are one comma-separated list (RFC 9110 §5.3): "gzip" then "chunked" is
+                # "gzip, chunked", a coding we do not frame, not plain "chunked".
+                self._te = value if self._te is None else self._te + b", " + value
             elif (
                 kind == _K_CONNECTION
                 and value not in _PLAIN_CONNECTION_VALUES

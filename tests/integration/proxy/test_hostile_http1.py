@@ -268,6 +268,47 @@ def test_100_header_fields_pass_and_101_get_431(env: Env) -> None:
     assert_healthy(env)
 
 
+def test_an_upstream_response_with_101_header_fields_is_a_502(tmp_path: Path) -> None:
+    """The same limit on the response side: the client gets a 502 (access log: UPE, header_count)."""
+    fields = b"".join(b"X-Field-%d: v\r\n" % i for i in range(101))
+    listener = socket.create_server(("127.0.0.2", 0))
+    stop = threading.Event()
+
+    def serve() -> None:  # a task that answers every request with 101 header fields, then closes
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + fields + b"\r\nok")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    cfg, ports = proxy_config(
+        [http_endpoint("backend", [listener.getsockname()[:2]], retries={"attempts": 0})],
+        access_log={"format": "JSON"},
+    )
+    proxy = ProxyProcess(cfg, tmp_path)
+    try:
+        response, _ = raw_exchange(ports["backend"], VALID)
+        assert status_of(response) == 502
+        assert proxy.metric("ProtectionTriggeredCount", 'Protection="header_count"') == 1
+        records = [json.loads(line) for line in proxy.output().splitlines() if line.startswith("{")]
+        assert (records[-1]["status"], records[-1]["response_flags"], records[-1]["protection"]) == (
+            502,
+            "UPE",
+            "header_count",
+        )
+    finally:
+        proxy.stop(signal.SIGKILL)
+        stop.set()
+        server.join(5)
+        listener.close()
+
+
 def test_upstream_reset_gives_502_and_garbage_gives_502(env: Env) -> None:
     for path in (b"/reset", b"/garbage"):
         response, _ = raw_exchange(env.port, b"GET %s HTTP/1.1\r\nHost: backend\r\n\r\n" % path)

@@ -410,3 +410,12 @@ def test_empty_lines_do_not_begin_a_request() -> None:
     # The count starts again for each request.
     assert reader.feed(b"\r\n" * 8) == []
     assert isinstance(reader.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[0], RequestHead)
+
+
+def test_transfer_encoding_field_lines_are_one_list() -> None:
+    """``Transfer-Encoding: gzip`` then ``Transfer-Encoding: chunked`` means "gzip, chunked": refused (501),
+    never forwarded as plain chunked with the gzip coding silently dropped."""
+    te = b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+    err = error_of(feed_all(b"POST / HTTP/1.1\r\nHost: a\r\n" + te + b"\r\n0\r\n\r\n"))
+    assert err.status == 501
+    assert "gzip, chunked" in err.reason
