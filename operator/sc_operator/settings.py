@@ -67,8 +67,11 @@ class OperatorSettings(BaseModel):
     cluster_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
     #: ``address`` or ``address:port`` the proxies resolve headless Services with (empty: resolv.conf).
     dns_resolver: str = ""
-    #: Preferred proxy ports; the next free one is taken when a task already uses it.
+    #: Preferred proxy ports; the next free one is taken when a task already uses it. ``admin_port``: the
+    #: stats & health listener (probes, metrics), reachable on the pod IP.
     admin_port: Port = 9901
+    #: The loopback admin listener (``/config``, ``POST /drain``); ``admin_port`` serves the probes.
+    admin_local_port: Port = 9902
     egress_port: Port = 15001
     ingress_port_base: Port = 15100
     #: The UID the proxy runs as (ECS's AppNetUID).

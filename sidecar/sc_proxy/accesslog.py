@@ -1,8 +1,9 @@
 """Access logs on stdout, TEXT or JSON (ECS ``accessLogConfiguration``).
 
-TEXT follows Envoy's default access-log format, which is what Service Connect users see today; JSON carries
-the same fields under Envoy's operator names. Query strings are dropped unless ``includeQueryParameters`` is
-ENABLED (they often carry tokens).
+TEXT follows Envoy's default access-log format, which is what Service Connect users see today, then the
+direction, the endpoint name and the defence that refused the request (``protection``, ``-`` when none); JSON
+carries the same fields under Envoy's operator names. Query strings are dropped unless
+``includeQueryParameters`` is ENABLED (they often carry tokens).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class AccessRecord:
     request_id: str = "-"
     authority: str = "-"
     upstream_host: str = "-"
+    #: The defence that refused this request or connection (a ``ProtectionTriggeredCount`` label, e.g.
+    #: ``header_count``, ``http1_header_timeout``); ``-`` when none fired.
+    protection: str = "-"
 
 
 def strip_query(path: str) -> str:
@@ -71,7 +75,7 @@ class AccessLogger:
             f'[{_iso(rec.start_time)}] "{rec.method} {path} {rec.protocol}" {rec.status or 0} '
             f"{rec.response_flags} {rec.bytes_received} {rec.bytes_sent} {rec.duration_ms} {ust} "
             f'"{rec.forwarded_for}" "{rec.user_agent}" "{rec.request_id}" "{rec.authority}" '
-            f'"{rec.upstream_host}" {rec.direction} {rec.name}'
+            f'"{rec.upstream_host}" {rec.direction} {rec.name} {rec.protection}'
         )
 
     def log(self, rec: AccessRecord) -> None:

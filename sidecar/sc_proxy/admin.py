@@ -1,16 +1,25 @@
-"""The admin HTTP server: ``/ready``, ``/live``, ``/metrics``, ``/config``, ``POST /drain``.
+"""The admin HTTP servers: ``/ready``, ``/live``, ``/metrics`` for the pod network; ``/config`` and
+``POST /drain`` on loopback only.
 
 A deliberately tiny HTTP/1.1 server (one request per connection, ``Connection: close``): it serves probes
-and scrapes, not traffic, so it needs no framework and no keep-alive.
+and scrapes, not traffic, so it needs no framework and no keep-alive. It listens twice, as Istio splits its
+admin port (15000, localhost) from its stats and health ports (15020/15021):
+
+- the **stats & health** listener (``admin.address:admin.port``, reachable by the kubelet and Prometheus)
+  answers ``/ready``, ``/live`` and ``/metrics`` only; anything else is 404;
+- the **admin** listener (``admin.localAddress:admin.localPort``, loopback) answers everything:
 
 - ``GET /ready``: 200 ``LIVE`` once every listener is bound; 503 before that and while draining (so the
   kubelet takes the pod out of Services during a drain);
 - ``GET /live``: 200 while the event loop answers;
 - ``GET /metrics``: Prometheus text;
-- ``GET /config``: ``{"version": ..., "config": {...}}``, the running config with the file's keys;
+- ``GET /config``: ``{"version": ..., "config": {...}}``, the running config with the file's keys (every
+  task's address, the app port: not for the pod network);
 - ``POST /drain`` (``?inboundonly`` = ingress listeners only, like ECS's ``drain_listeners?inboundonly``):
-  stop accepting and drain connections; the process keeps running until SIGTERM. Accepted from loopback
-  only (403 otherwise): the admin port is reachable on the pod IP for probes.
+  stop accepting and drain connections; the process keeps running until SIGTERM.
+
+The admin listener also refuses ``/config`` and ``/drain`` (403) to a peer that is not on loopback, in case
+a loopback-bound socket is ever reached from outside (``route_localnet``).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
+
+from sc_proxy.netbind import listening_socket
 
 MAX_REQUEST_HEAD = 8192
 REQUEST_TIMEOUT = 5.0
@@ -50,15 +61,22 @@ def _response(status: int, body: bytes, content_type: str = "text/plain; charset
     return head.encode() + body
 
 
-def handle(state: AdminState, method: str, target: str, local: bool = True) -> bytes:
-    """The response for one request (pure, testable). ``local``: the caller is on loopback."""
+#: The paths the stats & health listener serves (the pod network may read them).
+PUBLIC_PATHS = frozenset({"/ready", "/live", "/metrics"})
+
+
+def handle(state: AdminState, method: str, target: str, *, admin: bool, local: bool = True) -> bytes:
+    """The response for one request (pure, testable). ``admin``: asked on the loopback admin listener (else
+    the stats & health one); ``local``: the caller is on loopback."""
     path, _, query = target.partition("?")
+    if path not in PUBLIC_PATHS:
+        if not admin:
+            return _response(404, b"not found (/config and /drain: the loopback admin port only)\n")
+        if path in ("/config", "/drain") and not local:
+            return _response(403, f"{path} is answered to loopback only\n".encode())
     if path == "/drain":
         if method != "POST":
             return _response(405, b"use POST\n")
-        if not local:
-            # The admin port listens on the pod IP for the kubelet's probes; only the pod may drain it.
-            return _response(403, b"POST /drain is accepted from loopback only\n")
         inbound_only = query == "inboundonly"
         if query and not inbound_only:
             return _response(400, b"the only accepted query is ?inboundonly\n")
@@ -80,8 +98,9 @@ def handle(state: AdminState, method: str, target: str, local: bool = True) -> b
 
 
 class _AdminProtocol(asyncio.Protocol):
-    def __init__(self, state: AdminState) -> None:
+    def __init__(self, state: AdminState, admin: bool) -> None:
         self._state = state
+        self._admin = admin
         self._buf = b""
         self._transport: asyncio.Transport | None = None
         self._local = False
@@ -113,7 +132,7 @@ class _AdminProtocol(asyncio.Protocol):
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             self._finish(_response(400, b"bad request line\n"))
             return
-        response = handle(self._state, parts[0], parts[1], self._local)
+        response = handle(self._state, parts[0], parts[1], admin=self._admin, local=self._local)
         if parts[0] == "HEAD":  # same head, no body
             response = response[: response.index(b"\r\n\r\n") + 4]
         self._finish(response)
@@ -132,9 +151,30 @@ class _AdminProtocol(asyncio.Protocol):
             self._timer.cancel()
 
 
-async def start_admin(state: AdminState, host: str, port: int) -> asyncio.Server:
+async def _serve(state: AdminState, host: str, port: int, *, admin: bool) -> asyncio.Server:
     loop = asyncio.get_running_loop()
+    what = "admin" if admin else "stats & health"
     try:
-        return await loop.create_server(lambda: _AdminProtocol(state), host, port, reuse_address=True)
+        sock = listening_socket(host, port)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot listen on {host}:{port} (admin): {exc.strerror}") from exc
+        raise OSError(exc.errno, f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from exc
+    return await loop.create_server(lambda: _AdminProtocol(state, admin), sock=sock)
+
+
+async def start_admin(
+    state: AdminState, host: str, port: int, local_host: str, local_port: int
+) -> list[asyncio.Server]:
+    """Bind the stats & health listener on ``host:port`` and the admin listener on ``local_host:local_port``
+    (``::`` accepts IPv4 too)."""
+    public = await _serve(state, host, port, admin=False)
+    try:
+        local = await _serve(state, local_host, local_port, admin=True)
+    except OSError:
+        public.close()
+        raise
+    return [public, local]
+
+
+def close_all(servers: list[asyncio.Server]) -> None:
+    for server in servers:
+        server.close()

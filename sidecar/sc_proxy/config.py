@@ -9,7 +9,7 @@ Example::
 
     version: "svc-a-7f3c2e"
     service: {namespace: shop, name: frontend}
-    admin: {address: 0.0.0.0, port: 9901}
+    admin: {address: 0.0.0.0, port: 9901, localAddress: 127.0.0.1, localPort: 9902}
     egress: {mode: redirect, port: 15001}
     endpoints:
       - name: backend
@@ -81,13 +81,36 @@ class ServiceIdentity(_Model):
 
 
 class AdminConfig(_Model):
-    """The admin HTTP server (``/ready``, ``/live``, ``/metrics``, ``/config``, ``POST /drain``).
+    """The proxy's two admin listeners (as Istio splits its admin port from its stats and health ports).
 
-    ``address`` defaults to all interfaces because kubelet probes reach the pod IP.
+    - ``address:port``, the stats & health listener: ``/ready``, ``/live``, ``/metrics`` only. It defaults
+      to all interfaces because the kubelet's probes and Prometheus reach the pod IP; ``::`` accepts IPv4
+      too (dual stack).
+    - ``localAddress:localPort``, the admin listener: everything above plus ``/config`` (every task's
+      address, the app port, the policies) and ``POST /drain``. Always a loopback address: only the pod
+      itself may read the configuration or drain the proxy.
     """
 
     address: IPAddress = "0.0.0.0"
     port: Port = 9901
+    local_address: IPAddress = "127.0.0.1"
+    local_port: Port = 9902
+
+    @field_validator("local_address")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        if not ipaddress.ip_address(value).is_loopback:
+            raise ValueError(
+                f"{value} is not a loopback address: /config and POST /drain must be reachable from the "
+                "pod only (use 127.0.0.1 or ::1)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> AdminConfig:
+        if self.local_port == self.port:
+            raise ValueError(f"localPort: port {self.port} is already used by admin.port")
+        return self
 
 
 class EgressConfig(_Model):
@@ -311,6 +334,7 @@ class Limits(_Model):
     """Protection against hostile or broken peers (HTTP kinds)."""
 
     max_header_bytes: int = Field(default=65536, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(default=100, ge=1, le=10000)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
@@ -354,7 +378,7 @@ class ProxyConfig(_Model):
 
     def _check_ports(self) -> None:
         # Listening ports of this process; a collision would fail at bind time, after some listeners are up.
-        taken: dict[int, str] = {self.admin.port: "admin.port"}
+        taken: dict[int, str] = {self.admin.port: "admin.port", self.admin.local_port: "admin.localPort"}
 
         def claim(port: int, what: str) -> None:
             if port in taken:

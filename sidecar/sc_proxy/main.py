@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from sc_proxy import waitready
-from sc_proxy.admin import AdminState, start_admin
+from sc_proxy.admin import AdminState, close_all, start_admin
 from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config
 from sc_proxy.listeners import Listeners, build_plan
 from sc_proxy.metrics import REGISTRY, publish_config_version
@@ -63,14 +63,16 @@ async def serve(config: ProxyConfig, started: float) -> int:
         metrics=render_metrics,
         drain=drain,
     )
-    admin = await start_admin(state, config.admin.address, config.admin.port)
+    admin = await start_admin(
+        state, config.admin.address, config.admin.port, config.admin.local_address, config.admin.local_port
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await listeners.bind_all()
     except OSError as exc:
         log.error("%s", exc.strerror or exc)
-        admin.close()
+        close_all(admin)
         return 1
     if plan.sources:
         done = asyncio.gather(*(s.start() for s in plan.sources))
@@ -107,7 +109,7 @@ async def serve(config: ProxyConfig, started: float) -> int:
         plan.lifecycle.abort_all()
     for source in plan.sources:
         await source.close()
-    admin.close()
+    close_all(admin)
     log.info("drained; exiting")
     return 0
 

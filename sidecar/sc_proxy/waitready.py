@@ -55,7 +55,12 @@ def wait_ready(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommand's options (shared by ``sc-proxy wait-ready`` and :func:`main`)."""
-    parser.add_argument("--admin-port", type=int, default=9901, help="the proxy's admin port (default 9901)")
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        default=9901,
+        help="the proxy's stats & health port, which serves /ready (default 9901)",
+    )
     parser.add_argument(
         "--address", default="127.0.0.1", help="the admin address to poll (default 127.0.0.1)"
     )

@@ -40,6 +40,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _url_host(address: str) -> str:
+    """How to reach a listener bound to ``address`` from this host, as a URL host."""
+    if address in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{address}]" if ":" in address else address
+
+
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
 
@@ -69,13 +76,18 @@ class ProxyProcess:
     def __init__(
         self, config: dict[str, Any], workdir: Path, name: str = "proxy", start: bool = True
     ) -> None:
+        admin = dict(config.get("admin", {}))
+        # Many proxies run side by side here: a free loopback admin port unless the test chose one.
+        admin.setdefault("localPort", free_port(admin.get("localAddress", "127.0.0.1")))
+        config = {**config, "admin": admin}
         self.config = config
         self.workdir = workdir
         self.path = workdir / f"{name}.yaml"
         self.path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = workdir / f"{name}.log"
-        admin = config.get("admin", {})
-        self.admin = f"http://{admin.get('address', '127.0.0.1')}:{admin['port']}"
+        #: The stats & health listener (/ready, /live, /metrics) and the loopback admin listener (all paths).
+        self.stats = f"http://{_url_host(admin.get('address', '127.0.0.1'))}:{admin['port']}"
+        self.admin = f"http://{_url_host(admin.get('localAddress', '127.0.0.1'))}:{admin['localPort']}"
         self.popen: subprocess.Popen[bytes] | None = None
         #: Seconds from process start to the first 200 from /ready.
         self.ready_after: float | None = None
@@ -97,7 +109,7 @@ class ProxyProcess:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"sc-proxy exited {self.popen.returncode}:\n{self.output()[-3000:]}")
             with contextlib.suppress(OSError):
-                if http_get(self.admin + "/ready", timeout=1)[0] == 200:
+                if http_get(self.stats + "/ready", timeout=1)[0] == 200:
                     self.ready_after = time.monotonic() - t0
                     return
             if time.monotonic() > deadline:
@@ -117,7 +129,12 @@ class ProxyProcess:
             return ""
 
     def get(self, path: str, method: str = "GET") -> tuple[int, bytes]:
+        """A request to the loopback admin listener (which answers every path)."""
         return http_get(self.admin + path, method)
+
+    def get_stats(self, path: str, method: str = "GET") -> tuple[int, bytes]:
+        """A request to the stats & health listener (``/ready``, ``/live``, ``/metrics``)."""
+        return http_get(self.stats + path, method)
 
     def metrics(self) -> dict[str, float]:
         status, body = self.get("/metrics")

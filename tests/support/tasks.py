@@ -51,7 +51,7 @@ Public API (import with ``tests/`` on ``sys.path``; no pytest needed)::
     task.run("curl", "-s", "http://nginx:80/")   # run a command in the task's namespace (CompletedProcess)
     task.curl("http://nginx:80/", "-i")          # curl -sS --max-time 10 …, never raises
     task.metrics()                               # the proxy's /metrics parsed: {'Name{labels}': value}
-    task.admin("/ready")                         # (status, body) of a GET on the proxy's admin port
+    task.admin("/config")                        # (status, body) of a GET on the proxy's loopback admin port
     task.address, task.pod, task.netns, task.config, task.log("sc-proxy")
     harness.close(); net.close()                 # always, in finalizers: processes, namespaces, files
 
@@ -318,6 +318,9 @@ class Task:
     uid: str
     procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
     alive: bool = True
+    #: The loopback admin listener (/config, POST /drain, and everything else); ``admin_port`` is the stats
+    #: & health listener the kubelet probes.
+    local_admin_port: int = 9902
 
     def argv(self, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *cmd]
@@ -335,8 +338,8 @@ class Task:
         return self.run("curl", "-sS", "--max-time", str(max_time), *opts, url, timeout=max_time + 20)
 
     def admin(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
-        """GET on the proxy's admin port, from inside the task."""
-        return in_netns(self.netns, lambda: http_get("127.0.0.1", self.admin_port, path, timeout))
+        """GET on the proxy's loopback admin port (every admin path), from inside the task."""
+        return in_netns(self.netns, lambda: http_get("127.0.0.1", self.local_admin_port, path, timeout))
 
     def metrics(self) -> dict[str, float]:
         """The proxy's Prometheus metrics, ``{'Name{label="v"}': value}``."""
@@ -648,6 +651,7 @@ class Harness:
         first = local / items[0]["path"]
         task.config = json.loads(first.read_text())
         task.admin_port = int(task.config["admin"]["port"])
+        task.local_admin_port = int(task.config["admin"].get("localPort", task.local_admin_port))
         return mount, local
 
     def _spawn(self, task: Task, container: dict[str, Any], argv: list[str], pod: dict[str, Any]) -> None:

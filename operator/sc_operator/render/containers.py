@@ -36,6 +36,8 @@ from sc_operator.settings import OperatorSettings
 #: ECS health check defaults (RegisterTaskDefinition HealthCheck).
 HC_INTERVAL, HC_TIMEOUT, HC_RETRIES = 30, 5, 3
 RUN_VOLUME = "sc-intercept-run"
+#: The proxy's container port for /ready, /live and /metrics (probes and Prometheus scrapes point at it).
+METRICS_PORT_NAME = "sc-metrics"
 #: The proxy's only writable directory (its root filesystem is read-only).
 TMP_VOLUME = "sc-proxy-tmp"
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -164,7 +166,11 @@ def proxy_container(
     the first container and its postStart hook waits for ``/ready``: the kubelet runs a postStart hook to
     completion before starting the next container, so the app cannot send before the proxy is ready.
     """
-    ports: list[dict[str, Any]] = [{"name": "sc-admin", "containerPort": plan.admin, "protocol": "TCP"}]
+    # The stats & health listener (/ready, /live, /metrics) is the only admin port the pod declares: the
+    # loopback admin listener (/config, POST /drain) is for the pod itself.
+    ports: list[dict[str, Any]] = [
+        {"name": METRICS_PORT_NAME, "containerPort": plan.admin, "protocol": "TCP"}
+    ]
     for discovery_name, port in sorted(plan.ingress.items(), key=lambda kv: kv[1]):
         ports.append({"name": container_port_name(discovery_name), "containerPort": port, "protocol": "TCP"})
     out: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The proxy's own ports: admin, egress and one ingress listener per served endpoint.
+"""The proxy's own ports: stats & health, loopback admin, egress and one ingress listener per served endpoint.
 
 ECS picks random ephemeral ports that avoid every containerPort of the task (reference §2.1). We pick
 deterministically instead (the same inputs always render the same pods, so a re-render never rolls the
@@ -27,11 +27,15 @@ class ServedPort:
 
 @dataclass(frozen=True)
 class PortPlan:
-    """The chosen ports. ``ingress`` maps discoveryName → listener port."""
+    """The chosen ports. ``admin``: the pod-reachable stats & health listener (``/ready``, ``/live``,
+    ``/metrics``; the container port ``sc-metrics``); ``admin_local``: the loopback admin listener
+    (``/config``, ``POST /drain``; not declared as a container port). ``ingress`` maps discoveryName →
+    listener port."""
 
     admin: int
     egress: int
     ingress: dict[str, int] = field(default_factory=dict)
+    admin_local: int = 9902
 
 
 def _next_free(preferred: int, taken: set[int]) -> int:
@@ -52,17 +56,20 @@ def plan_ports(
     egress_preferred: int,
     ingress_base: int,
     also_avoid: Iterable[int] = (),
+    admin_local_preferred: int = 9902,
 ) -> PortPlan:
     """Choose the proxy's ports so none collides with a task port, an override, or ``also_avoid``.
 
     ``also_avoid`` is for the ``listeners`` interception mode, where the proxy also binds every client-alias
-    port on a 127.255.x.y address and so cannot bind those ports on the wildcard address.
+    port on a 127.255.x.y address and so cannot bind those ports on the wildcard address. The loopback admin
+    port avoids the task's ports too: an app binding the wildcard address would collide with it.
     Served endpoints are numbered in ``served`` order (the order of the service's configuration).
     """
     taken = set(task_ports) | set(also_avoid)
     overrides = {s.ingress_port_override for s in served if s.ingress_port_override}
     taken |= overrides
     admin = _next_free(admin_preferred, taken)
+    admin_local = _next_free(admin_local_preferred, taken)
     egress = _next_free(egress_preferred, taken)
     ingress: dict[str, int] = {}
     for s in served:
@@ -70,4 +77,4 @@ def plan_ports(
             ingress[s.discovery_name] = s.ingress_port_override
         else:
             ingress[s.discovery_name] = _next_free(ingress_base, taken)
-    return PortPlan(admin=admin, egress=egress, ingress=ingress)
+    return PortPlan(admin=admin, egress=egress, ingress=ingress, admin_local=admin_local)

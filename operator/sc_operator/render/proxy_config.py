@@ -38,6 +38,7 @@ def port_plan(inputs: RenderInputs) -> PortPlan:
         [port for port, _ in inputs.task_ports()],
         served_ports(inputs),
         admin_preferred=settings.admin_port,
+        admin_local_preferred=settings.admin_local_port,
         egress_preferred=settings.egress_port,
         ingress_base=settings.ingress_port_base,
         also_avoid=alias_ports,
@@ -118,7 +119,13 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
     doc: dict[str, Any] = {
         "version": inputs.deployment_name,
         "service": {"namespace": inputs.k8s_namespace, "name": inputs.service_name},
-        "admin": {"address": "0.0.0.0", "port": plan.admin},
+        # Probes and scrapes reach the pod IP; /config and POST /drain stay on loopback.
+        "admin": {
+            "address": "0.0.0.0",
+            "port": plan.admin,
+            "localAddress": "127.0.0.1",
+            "localPort": plan.admin_local,
+        },
         "endpoints": endpoints,
         "aliases": aliases,
         "ingress": ingress,

@@ -7,9 +7,11 @@ upstream response.
 
 Parsing is done by llhttp (through httptools) in strict mode, which already refuses what request smuggling
 needs: both Content-Length and Transfer-Encoding, duplicate Content-Length, bad chunk sizes, obs-fold, bare
-LF and invalid characters. On top of it we enforce the header-size limit, HTTP/1.1 only (HTTP/1.0 gets 426
-as Service Connect's Envoy answers), ``Transfer-Encoding: chunked`` as the only coding we frame (501 else),
-exactly one Host header, and no CONNECT.
+LF and invalid characters. On top of it we enforce the header-size and header-count limits (431; 502 for an
+upstream response), HTTP/1.1 only (HTTP/1.0 gets 426 as Service Connect's Envoy answers),
+``Transfer-Encoding: chunked`` as the only coding we frame (501 else), exactly one Host header, no CONNECT,
+and at most :data:`MAX_EMPTY_LINES` empty lines before a request line (RFC 9112 §2.2 asks to ignore at least
+one; an endless run of them is a way to hold a connection open, so more is refused with 400).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import httptools
 
 #: Marks the end of a message's body.
 END: Final = b""
+#: Empty lines (CRLF or LF) tolerated before a request line; RFC 9112 §2.2 asks for at least one.
+MAX_EMPTY_LINES: Final = 8
 
 #: Lower-cased names that are hop-by-hop (RFC 9110 §7.6.1, plus the legacy Proxy-Connection): never forwarded
 #: as they are; each hop is framed by the proxy. ``Proxy-*`` names are dropped too.
@@ -121,13 +125,15 @@ def _lists_other_headers(connection_value: bytes) -> bool:
 
 
 class ParseError:
-    """The stream cannot be continued; answer ``status`` (``reason`` says which rule) and close."""
+    """The stream cannot be continued; answer ``status`` (``reason`` says which rule) and close.
+    ``protection``: the defence that refused it (a ``ProtectionTriggeredCount`` label), if any."""
 
-    __slots__ = ("reason", "status")
+    __slots__ = ("protection", "reason", "status")
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, protection: str | None = None) -> None:
         self.status = status
         self.reason = reason
+        self.protection = protection
 
     def __repr__(self) -> str:
         return f"ParseError({self.status}, {self.reason!r})"
@@ -256,10 +262,11 @@ _STATUS_FOR_VERSION: Final = {"1.0": 426, "0.9": 426}
 
 
 class _Violation(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, protection: str | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.protection = protection
 
 
 class RequestReader:
@@ -270,17 +277,21 @@ class RequestReader:
     """
 
     __slots__ = (
+        "_between",
         "_conn_listed",
         "_content_length",
+        "_empty_lines",
         "_events",
         "_expect",
         "_head_bytes",
+        "_header_count",
         "_header_sum",
         "_headers",
         "_host_count",
         "_in_head",
         "_lines",
         "_max_header_bytes",
+        "_max_header_count",
         "_parser",
         "_rid",
         "_te",
@@ -288,11 +299,14 @@ class RequestReader:
         "finished",
     )
 
-    def __init__(self, max_header_bytes: int = 65536) -> None:
+    def __init__(self, max_header_bytes: int = 65536, max_header_count: int = 100) -> None:
         self._max_header_bytes = max_header_bytes
+        self._max_header_count = max_header_count
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[RequestEvent] = []
         self._in_head = False
+        self._between = True  # no request begun since the last one ended
+        self._empty_lines = 0
         self._head_bytes = 0
         self._reset_head()
         self.finished = False
@@ -308,15 +322,23 @@ class RequestReader:
         self._te: bytes | None = None
         self._expect = False
         self._host_count = 0
+        self._header_count = 0
 
     @property
     def in_head(self) -> bool:
         """A request head has begun and is not complete (the header timeout runs)."""
         return self._in_head
 
+    @property
+    def between_requests(self) -> bool:
+        """No request has begun since the last one ended (empty lines do not begin one)."""
+        return self._between
+
     # --- httptools callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._between = False
+        self._empty_lines = 0
         self._reset_head()
 
     def on_url(self, url: bytes) -> None:
@@ -328,6 +350,13 @@ class RequestReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return  # trailers of a chunked body: dropped, we do not forward trailers
+        self._header_count += 1
+        if self._header_count > self._max_header_count:
+            raise _Violation(
+                431,
+                f"more than maxHeaderCount ({self._max_header_count}) request header fields",
+                "header_count",
+            )
         self._header_sum += len(name) + len(value) + 4
         if self._header_sum > self._max_header_bytes:
             raise _Violation(431, f"request headers exceed maxHeaderBytes ({self._max_header_bytes})")
@@ -340,7 +369,9 @@ class RequestReader:
         if kind <= _K_CONNECTION:
             self._headers.append((name, value))
             if kind == _K_TE:
-                self._te = value
+                # Several field lines are one comma-separated list (RFC 9110 §5.3): "gzip" then "chunked" is
+                # "gzip, chunked", a coding we do not frame, not plain "chunked".
+                self._te = value if self._te is None else self._te + b", " + value
             elif (
                 kind == _K_CONNECTION
                 and value not in _PLAIN_CONNECTION_VALUES
@@ -397,6 +428,7 @@ class RequestReader:
         self._events.append(body)
 
     def on_message_complete(self) -> None:
+        self._between = True
         self._events.append(END)
 
     # --- feeding -------------------------------------------------------------------------------------
@@ -404,6 +436,16 @@ class RequestReader:
         """Parse ``data``; return the events it completes (empty once finished)."""
         if self.finished:
             return []
+        if self._between and data[:1] in (b"\r", b"\n"):
+            # Empty lines before a request line: counted here (llhttp skips them silently), then dropped.
+            rest = data.lstrip(b"\r\n")
+            self._empty_lines += data.count(b"\n", 0, len(data) - len(rest))
+            if self._empty_lines > MAX_EMPTY_LINES:
+                self.finished = True
+                return [ParseError(400, f"more than {MAX_EMPTY_LINES} empty lines before a request line")]
+            if not rest:
+                return []
+            data = rest
         events: list[RequestEvent] = []
         self._events = events
         try:
@@ -416,7 +458,7 @@ class RequestReader:
             self.finished = True
             cause = exc.__context__
             if isinstance(cause, _Violation):
-                events.append(ParseError(cause.status, cause.reason))
+                events.append(ParseError(cause.status, cause.reason, cause.protection))
             else:  # a bug of ours, not the client's; still a clean refusal
                 events.append(ParseError(400, f"malformed request: {exc}"))
             return events
@@ -443,11 +485,13 @@ class ResponseReader:
         "_content_length",
         "_events",
         "_head_request",
+        "_header_count",
         "_header_sum",
         "_headers",
         "_in_head",
         "_lines",
         "_max_header_bytes",
+        "_max_header_count",
         "_parser",
         "_reason",
         "_te",
@@ -457,9 +501,13 @@ class ResponseReader:
         "reusable",
     )
 
-    def __init__(self, head_request: bool = False, max_header_bytes: int = 65536) -> None:
+    def __init__(
+        self, head_request: bool = False, max_header_bytes: int = 65536, max_header_count: int = 100
+    ) -> None:
         self._head_request = head_request
         self._max_header_bytes = max_header_bytes
+        self._max_header_count = max_header_count
+        self._header_count = 0
         self._parser = httptools.HttpResponseParser(self)
         self._events: list[ResponseEvent] = []
         self._in_head = False
@@ -489,6 +537,7 @@ class ResponseReader:
         self._lines = []
         self.conn_listed = False
         self._header_sum = 0
+        self._header_count = 0
         self._content_length = None
         self._te = None
 
@@ -498,6 +547,13 @@ class ResponseReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return
+        self._header_count += 1
+        if self._header_count > self._max_header_count:
+            raise _Violation(
+                502,
+                f"upstream response has more than maxHeaderCount ({self._max_header_count}) header fields",
+                "header_count",
+            )
         kind = _RESPONSE_KINDS.get(name)
         if kind is None:
             kind = _response_kind(name)
@@ -568,8 +624,10 @@ class ResponseReader:
             if self.finished:  # the HEAD response ended in on_headers_complete
                 return events
             self.finished = True
-            reason = cause.reason if isinstance(cause, _Violation) else f"malformed upstream response: {exc}"
-            events.append(ParseError(502, reason))
+            if isinstance(cause, _Violation):
+                events.append(ParseError(502, cause.reason, cause.protection))
+            else:
+                events.append(ParseError(502, f"malformed upstream response: {exc}"))
         except httptools.HttpParserError as exc:
             if self.finished:
                 return events

@@ -93,14 +93,16 @@ class UpstreamConn(asyncio.Protocol):
             self.owner.upstream_flow(self, False)
 
     # --- use ---------------------------------------------------------------------------------------------
-    def bind(self, owner: UpstreamOwner, head_request: bool, max_header_bytes: int) -> None:
+    def bind(
+        self, owner: UpstreamOwner, head_request: bool, max_header_bytes: int, max_header_count: int = 100
+    ) -> None:
         """Start a request/response cycle for ``owner``."""
         self.owner = owner
         reader = self.reader
         if reader is not None and reader.reusable:
             reader.reset(head_request)
         else:
-            self.reader = ResponseReader(head_request, max_header_bytes)
+            self.reader = ResponseReader(head_request, max_header_bytes, max_header_count)
         self.received = False
 
     def write(self, data: bytes) -> None:

@@ -6,6 +6,16 @@ both directions with back-pressure (a slow reader on one side pauses reading on 
 policy of the route applies per request: round robin, retries to another task (connect failure, reset before
 any response byte, 503) when the body can be replayed, outlier reports, perRequestTimeout (504) and
 idleTimeout (closes the connection; 504 when a request was waiting).
+
+Timers that a client cannot hold open (``limits.headerTimeoutSeconds``, the route's idleTimeout):
+
+- the first request head must be complete within headerTimeoutSeconds of the connection opening (a
+  connection that sends nothing, or only empty lines, is closed then, without a response);
+- after a response, the wait for the next request is the idleTimeout (ECS's keep-alive semantics, as
+  Envoy's idle_timeout and Go's IdleTimeout); from the next request's first byte, its head must be complete
+  within headerTimeoutSeconds (Envoy's request_headers_timeout), else 408;
+- empty lines before a request line are not activity: they extend neither timer (and more than
+  :data:`~sc_proxy.http1.parse.MAX_EMPTY_LINES` are refused).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from sc_proxy.http1.parse import (
     Upgraded,
 )
 from sc_proxy.http1.pool import Pool, UpstreamConn, new_pool
+from sc_proxy.metrics import protection_counter
 from sc_proxy.pools import pool_for
 from sc_proxy.route import Route
 
@@ -63,6 +74,7 @@ class Exchange:
         "has_rid",
         "head",
         "host",
+        "protection",
         "replayable",
         "request_complete",
         "request_id",
@@ -105,6 +117,7 @@ class Exchange:
         self.bytes_out = 0
         self.deadline = 0.0  # loop time when perRequestTimeout fires; 0 = none
         self.upgrade_rest: bytes | None = None
+        self.protection = error.protection if error is not None else None  # the defence that refused it
 
 
 class Http1Connection(asyncio.Protocol):
@@ -117,12 +130,14 @@ class Http1Connection(asyncio.Protocol):
         "cluster",
         "current",
         "draining",
+        "first_head",
         "header_timeout",
         "header_timer",
         "idle_timer",
         "last_active",
         "loop",
         "max_header_bytes",
+        "max_header_count",
         "obuf",
         "pool",
         "queue",
@@ -143,10 +158,11 @@ class Http1Connection(asyncio.Protocol):
         self.cluster = route.cluster
         limits = route.limits
         self.max_header_bytes = limits.max_header_bytes
+        self.max_header_count = limits.max_header_count
         self.header_timeout = limits.header_timeout_seconds
         self.pool: Pool = pool_for(route, "http1", new_pool)
         self.timeout_ms = int(route.per_request_timeout * 1000) if route.per_request_timeout else None
-        self.reader = RequestReader(self.max_header_bytes)
+        self.reader = RequestReader(self.max_header_bytes, self.max_header_count)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.queue: deque[Exchange] = deque()
@@ -164,6 +180,7 @@ class Http1Connection(asyncio.Protocol):
         self.request_timer: asyncio.TimerHandle | None = None
         self.bytes_in = 0
         self.obuf: list[bytes] | None = None  # output collected while handling one batch of events
+        self.first_head = False  # the first request head (or a refusal) has been read
 
     # --- asyncio.Protocol (downstream)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -178,21 +195,27 @@ class Http1Connection(asyncio.Protocol):
             self.idle_timer = self.loop.call_at(now + idle, self._check_idle)
         if self.draining:
             self._close()
+            return
+        self._arm_header_timer()  # the first request head is due within headerTimeoutSeconds
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self.loop.time()
         self.bytes_in += len(data)
         relay = self.relay
         if relay is not None:
+            self.last_active = self.loop.time()
             relay.write(data)
             return
         if self.read_block & _R_UPGRADE:
+            self.last_active = self.loop.time()
             cur = self.current
             if cur is not None and cur.upgrade_rest is not None:
                 cur.upgrade_rest += data
             return
         reader = self.reader
         events = reader.feed(data)
+        if events or not reader.between_requests:
+            # Empty lines between requests are not activity: a trickle of them must not hold the connection.
+            self.last_active = self.loop.time()
         if len(events) > 2:  # pipelined requests: their (local) answers go out in one write
             self.obuf = []
         for ev in events:
@@ -213,9 +236,10 @@ class Http1Connection(asyncio.Protocol):
         self._arm_header_timer()
 
     def _arm_header_timer(self) -> None:
-        """Time the client's partial request head, but only while we read: when the proxy stops reading
-        (pipelined requests backed up), a head left half-read is our delay, not a slow client's."""
-        if self.reader.in_head and not self.read_block:
+        """Time the client's partial request head (or, on a new connection, the first one), but only while we
+        read: when the proxy stops reading (pipelined requests backed up), a head left half-read is our delay,
+        not a slow client's."""
+        if (self.reader.in_head or not self.first_head) and not self.read_block:
             if self.header_timer is None:
                 self.header_timer = self.loop.call_later(self.header_timeout, self._on_header_timeout)
         elif self.header_timer is not None:
@@ -320,6 +344,7 @@ class Http1Connection(asyncio.Protocol):
 
     # --- request side
     def _on_head(self, head: RequestHead) -> None:
+        self.first_head = True
         ex = Exchange(head, None, time.perf_counter(), self.route.retries)
         if not head.keep_alive:
             ex.close_after = True
@@ -370,6 +395,9 @@ class Http1Connection(asyncio.Protocol):
         self._block_reading(_R_UPGRADE)
 
     def _on_parse_error(self, err: ParseError) -> None:
+        self.first_head = True
+        if err.protection is not None:
+            protection_counter(err.protection).inc()
         self._block_reading(_R_DONE)
         last = self.queue[-1] if self.queue else None
         if last is not None and not last.request_complete:
@@ -391,11 +419,35 @@ class Http1Connection(asyncio.Protocol):
 
     def _on_header_timeout(self) -> None:
         self.header_timer = None
-        if not self.reader.in_head or self.closing:
+        if self.closing:
             return
-        self.reader.finished = True
-        self.stats.rejected.inc()
-        self._on_parse_error(ParseError(408, "request headers not received within headerTimeoutSeconds"))
+        if self.reader.in_head:
+            self.reader.finished = True
+            self.stats.rejected.inc()
+            self._on_parse_error(
+                ParseError(
+                    408, "request headers not received within headerTimeoutSeconds", "http1_header_timeout"
+                )
+            )
+        elif not self.first_head:
+            # Nothing but (perhaps) empty lines since the connection opened: close it, nothing to answer.
+            protection_counter("http1_header_timeout").inc()
+            self._log_refused_connection("http1_header_timeout")
+            self._close()
+
+    def _log_refused_connection(self, protection: str) -> None:
+        log = self.route.access_log
+        if log is not None:
+            log.log(
+                AccessRecord(
+                    start_time=time.time() - self.header_timeout,  # when the connection opened
+                    direction=self.route.direction,
+                    name=self.route.name,
+                    response_flags="DPE",  # Envoy's "downstream protocol error"
+                    duration_ms=int(self.header_timeout * 1000),
+                    protection=protection,
+                )
+            )
 
     def _check_idle(self) -> None:
         self.idle_timer = None
@@ -484,7 +536,7 @@ class Http1Connection(asyncio.Protocol):
         head = ex.head
         assert head is not None
         ex.conn = conn
-        conn.bind(self, head.method == b"HEAD", self.max_header_bytes)
+        conn.bind(self, head.method == b"HEAD", self.max_header_bytes, self.max_header_count)
         out = hdr.upstream_request_head(head, ex.request_id, self.timeout_ms, has_request_id=ex.has_rid)
         chunks = ex.chunks
         if chunks:
@@ -610,6 +662,8 @@ class Http1Connection(asyncio.Protocol):
         if ex.head is not None:
             head = ex.head
             service_ms = int((end - ex.sent_at) * 1000) if ex.sent_at else None
+            if ex.protection is not None and flags == "-":
+                flags = "UPE"  # a defence refused the upstream's response: Envoy's "upstream protocol error"
             log.log(
                 AccessRecord(
                     start_time=start_wall,
@@ -629,6 +683,7 @@ class Http1Connection(asyncio.Protocol):
                     request_id=ex.request_id.decode("latin-1"),
                     authority=_header(head, b"host"),
                     upstream_host=str(ex.host) if ex.host is not None else "-",
+                    protection=ex.protection or "-",
                 )
             )
         elif ex.error is not None:
@@ -641,6 +696,7 @@ class Http1Connection(asyncio.Protocol):
                     response_flags="DPE",  # Envoy's "downstream protocol error"
                     bytes_sent=ex.bytes_out,
                     duration_ms=int(elapsed_ms),
+                    protection=ex.protection or "-",
                 )
             )
         return now
@@ -685,6 +741,9 @@ class Http1Connection(asyncio.Protocol):
             else:
                 assert isinstance(ev, ParseError)
                 self.cluster.report_failure(conn.host)
+                if ev.protection is not None:
+                    protection_counter(ev.protection).inc()
+                    ex.protection = ev.protection
                 if ex.response_started:
                     self.abort()
                 else:

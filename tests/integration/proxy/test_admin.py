@@ -1,17 +1,23 @@
-"""The admin server and start-up of a real sc-proxy: readiness, liveness, metrics, config, drain, refusals."""
+"""The admin servers and start-up of a real sc-proxy: readiness, liveness, metrics, config, drain, refusals,
+and the split between the pod-reachable stats & health listener and the loopback admin listener."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from support.proxy import SC_PROXY, ProxyProcess, TcpUpstream, free_port
+from support import tasks
+from support.proxy import SC_PROXY, ProxyProcess, TcpUpstream, free_port, http_get
 
 Start = Callable[..., ProxyProcess]
 
@@ -20,7 +26,7 @@ def config(admin_port: int, **extra: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "version": "admin-7f3c",
         "service": {"namespace": "shop", "name": "front"},
-        "admin": {"address": "127.0.0.1", "port": admin_port},
+        "admin": {"address": "127.0.0.1", "port": admin_port, "localPort": free_port()},
     }
     cfg.update(extra)
     return cfg
@@ -45,6 +51,23 @@ def test_endpoints(admin_port: int, start_proxy: Start) -> None:
     assert proxy.get("/drain")[0] == 405  # GET must not drain
     assert proxy.get("/drain?everything", method="POST")[0] == 400
     assert proxy.get("/ready")[0] == 200
+    # The stats & health listener: probes and metrics, never the configuration nor a drain.
+    assert proxy.get_stats("/ready") == (200, b"LIVE\n")
+    assert proxy.get_stats("/live") == (200, b"LIVE\n")
+    assert b"process_resident_memory_bytes" in proxy.get_stats("/metrics")[1]
+    assert proxy.get_stats("/config")[0] == 404
+    assert proxy.get_stats("/drain", method="POST")[0] == 404
+    assert proxy.get_stats("/ready")[0] == 200
+
+
+def test_unspecified_ipv6_address_accepts_ipv4_too(start_proxy: Start) -> None:
+    """``address: "::"`` is dual stack: the kubelet probes an IPv4 pod IP as well as an IPv6 one."""
+    port = free_port("::1")
+    proxy = start_proxy(config(port) | {"admin": {"address": "::", "port": port, "localAddress": "::1"}})
+    for host in ("127.0.0.1", "[::1]"):
+        assert http_get(f"http://{host}:{port}/ready") == (200, b"LIVE\n"), host
+    assert proxy.get("/config")[0] == 200  # the admin listener on [::1]
+    assert proxy.admin.startswith("http://[::1]:")
 
 
 def test_start_up_is_fast(admin_port: int, start_proxy: Start) -> None:
@@ -139,3 +162,57 @@ def test_alias_port_taken_by_the_task_in_no_privilege_mode(tmp_path: Path, admin
     assert result.returncode == 1
     assert f"cannot listen on 127.255.0.1:{alias_port} (egress)" in result.stderr
     assert "cannot share a client-alias port with the task" in result.stderr
+
+
+def _request(host: str, port: int, path: str, method: str = "GET") -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=3)
+    try:
+        conn.request(method, path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_config_and_drain_are_out_of_reach_of_the_pod_network(tmp_path: Path) -> None:
+    """From another pod (a network namespace on a bridge): /ready, /live and /metrics answer, /config and
+    /drain do not, on either port; inside the pod the loopback admin port answers everything."""
+    if (why := tasks.missing_prerequisites()) is not None:
+        pytest.skip(why)
+    net = tasks.Network(tmp_path)
+    proxy: subprocess.Popen[bytes] | None = None
+    try:
+        pod, address = net.plug("admin")
+        cfg = config(9901) | {"admin": {"address": "0.0.0.0", "port": 9901, "localPort": 9902}}
+        path = tmp_path / "proxy.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        with (tmp_path / "proxy.log").open("wb") as out:
+            proxy = subprocess.Popen(
+                ["ip", "netns", "exec", pod, str(SC_PROXY), "--config", str(path)], stdout=out, stderr=out
+            )
+
+        def from_peer(port: int, path: str, method: str = "GET") -> int:
+            return tasks.in_netns(net.hub, lambda: _request(address, port, path, method))
+
+        deadline = time.monotonic() + 15
+        while True:
+            assert proxy.poll() is None, (tmp_path / "proxy.log").read_text()
+            with contextlib.suppress(OSError):
+                if from_peer(9901, "/ready") == 200:
+                    break
+            assert time.monotonic() < deadline, "the proxy never answered /ready on the pod address"
+            time.sleep(0.05)
+        assert from_peer(9901, "/live") == 200
+        assert from_peer(9901, "/metrics") == 200
+        assert from_peer(9901, "/config") == 404
+        assert from_peer(9901, "/drain", "POST") == 404
+        with pytest.raises(ConnectionRefusedError):
+            from_peer(9902, "/config")
+        # Inside the pod: everything, on loopback.
+        assert tasks.in_netns(pod, lambda: _request("127.0.0.1", 9902, "/config")) == 200
+        assert tasks.in_netns(pod, lambda: _request("127.0.0.1", 9902, "/drain", "POST")) == 202
+        assert from_peer(9901, "/ready") == 503  # drained: out of Services
+    finally:
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait(10)
+        net.close()

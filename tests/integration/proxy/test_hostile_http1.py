@@ -7,6 +7,8 @@ property-based test drives random and mutated bytes into it and checks it still 
 
 from __future__ import annotations
 
+import json
+import select
 import signal
 import socket
 import threading
@@ -50,6 +52,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     cfg, ports = proxy_config(
         [http_endpoint("backend", [(up.host, up.port)], timeouts={"idleTimeoutSeconds": 2})],
         limits={"headerTimeoutSeconds": 0.5},
+        access_log={"format": "JSON"},
     )
     proxy = ProxyProcess(cfg, tmp)
     try:
@@ -152,6 +155,158 @@ def test_a_client_trickling_headers_is_cut_with_408(env: Env) -> None:
     assert closed or closed_after
     assert 0.4 < time.monotonic() - t0 < 2.5
     assert_healthy(env)
+
+
+def _wait_closed(sock: socket.socket, trickle: bytes, period: float, limit: float) -> tuple[float, bytes]:
+    """Send ``trickle`` every ``period`` s until the proxy closes (at most ``limit`` s): (seconds, read)."""
+    t0 = time.monotonic()
+    got = b""
+    sock.setblocking(False)
+    while time.monotonic() - t0 < limit:
+        if trickle:
+            try:
+                sock.send(trickle)
+            except OSError:
+                return time.monotonic() - t0, got
+        ready, _, _ = select.select([sock], [], [], period)
+        if ready:
+            try:
+                piece = sock.recv(65536)
+            except ConnectionResetError:
+                return time.monotonic() - t0, got
+            if not piece:
+                return time.monotonic() - t0, got
+            got += piece
+    raise AssertionError(f"still open after {limit} s (read {got[:100]!r})")
+
+
+def _access_records(env: Env) -> list[dict[str, object]]:
+    return [json.loads(line) for line in env.proxy.output().splitlines() if line.startswith("{")]
+
+
+def test_a_silent_connection_is_closed_at_the_header_timeout(env: Env) -> None:
+    """Not at the idle timeout (2 s here, 300 s by default): a connection that says nothing costs a
+    descriptor for headerTimeoutSeconds (0.5 s here) at most."""
+    before = env.proxy.metric("ProtectionTriggeredCount", 'Protection="http1_header_timeout"')
+    with socket.create_connection((VIP, env.port), timeout=5) as sock:
+        took, got = _wait_closed(sock, b"", 0.05, 4)
+    assert got == b""  # nothing was asked: nothing is answered
+    assert 0.4 < took < 1.5
+    wait_for(
+        lambda: (
+            env.proxy.metric("ProtectionTriggeredCount", 'Protection="http1_header_timeout"') == before + 1
+        ),
+        what="the defence counted",
+    )
+    assert _access_records(env)[-1]["protection"] == "http1_header_timeout"
+    assert_healthy(env)
+
+
+def test_a_trickle_of_empty_lines_cannot_hold_a_new_connection_open(env: Env) -> None:
+    """One CRLF every 100 ms: empty lines before a request line reset nothing, so the header timeout
+    (0.5 s, counted from the connection's opening) closes the connection."""
+    with socket.create_connection((VIP, env.port), timeout=5) as sock:
+        took, got = _wait_closed(sock, b"\r\n", 0.1, 4)
+    assert got == b""
+    assert 0.4 < took < 1.5
+    assert_healthy(env)
+
+
+def test_a_trickle_of_empty_lines_after_a_response_ends_at_the_idle_timeout(env: Env) -> None:
+    """Between requests on a keep-alive connection the idle timeout (2 s here) governs, as in ECS; empty
+    lines do not count as activity, so a trickle of them is cut when it runs out."""
+    with socket.create_connection((VIP, env.port), timeout=5) as sock:
+        sock.sendall(VALID)
+        first = sock.recv(65536)
+        assert status_of(first) == 200
+        took, got = _wait_closed(sock, b"\r\n", 0.3, 6)
+    assert got == b""
+    assert 1.5 < took < 3.5
+    assert_healthy(env)
+
+
+def test_a_keep_alive_connection_may_idle_longer_than_the_header_timeout(env: Env) -> None:
+    """After a response the header timeout (0.5 s) does not run: the next request may come 1 s later."""
+    with socket.create_connection((VIP, env.port), timeout=5) as sock:
+        sock.sendall(VALID)
+        assert status_of(sock.recv(65536)) == 200
+        time.sleep(1.0)  # the point of the test: longer than headerTimeoutSeconds, shorter than idle
+        sock.sendall(VALID.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        response, closed = read_until_close(sock, 5)
+    assert status_of(response) == 200
+    assert closed
+    assert_healthy(env)
+
+
+def test_many_empty_lines_before_a_request_are_refused(env: Env) -> None:
+    response, closed = raw_exchange(env.port, b"\r\n" * 2 + VALID.replace(b"/ok", b"/ok?two-empty-lines"))
+    assert status_of(response) == 200  # RFC 9112 §2.2: at least one empty line is ignored
+    response, closed = raw_exchange(env.port, b"\r\n" * 9 + VALID)
+    assert status_of(response) == 400
+    assert closed
+    assert_healthy(env)
+
+
+def _with_fields(count: int) -> bytes:
+    extra = b"".join(b"X-Field-%d: %d\r\n" % (i, i) for i in range(count - 2))
+    return b"GET /count HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n" + extra + b"\r\n"
+
+
+def test_100_header_fields_pass_and_101_get_431(env: Env) -> None:
+    response, _ = raw_exchange(env.port, _with_fields(100))
+    assert status_of(response) == 200
+    headers = json.loads(response.split(b"\r\n\r\n", 1)[1])["headers"]
+    assert headers["x-field-97"] == "97"
+    before = env.proxy.metric("ProtectionTriggeredCount", 'Protection="header_count"')
+    response, closed = raw_exchange(env.port, _with_fields(101))
+    assert status_of(response) == 431
+    assert closed
+    assert env.proxy.metric("ProtectionTriggeredCount", 'Protection="header_count"') == before + 1
+    wait_for(lambda: _access_records(env)[-1].get("status") == 431, what="the refusal's access-log line")
+    record = _access_records(env)[-1]
+    assert (record["response_flags"], record["protection"]) == ("DPE", "header_count")
+    assert_healthy(env)
+
+
+def test_an_upstream_response_with_101_header_fields_is_a_502(tmp_path: Path) -> None:
+    """The same limit on the response side: the client gets a 502 (access log: UPE, header_count)."""
+    fields = b"".join(b"X-Field-%d: v\r\n" % i for i in range(101))
+    listener = socket.create_server(("127.0.0.2", 0))
+    stop = threading.Event()
+
+    def serve() -> None:  # a task that answers every request with 101 header fields, then closes
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + fields + b"\r\nok")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    cfg, ports = proxy_config(
+        [http_endpoint("backend", [listener.getsockname()[:2]], retries={"attempts": 0})],
+        access_log={"format": "JSON"},
+    )
+    proxy = ProxyProcess(cfg, tmp_path)
+    try:
+        response, _ = raw_exchange(ports["backend"], VALID)
+        assert status_of(response) == 502
+        assert proxy.metric("ProtectionTriggeredCount", 'Protection="header_count"') == 1
+        records = [json.loads(line) for line in proxy.output().splitlines() if line.startswith("{")]
+        assert (records[-1]["status"], records[-1]["response_flags"], records[-1]["protection"]) == (
+            502,
+            "UPE",
+            "header_count",
+        )
+    finally:
+        proxy.stop(signal.SIGKILL)
+        stop.set()
+        server.join(5)
+        listener.close()
 
 
 def test_upstream_reset_gives_502_and_garbage_gives_502(env: Env) -> None:

@@ -83,7 +83,8 @@ def test_nginx_config_serves_its_endpoint_and_reaches_the_namespace() -> None:
     config = render_proxy_config(make_inputs())
     assert config.version == "nginx-0123456789"
     assert (config.service.namespace, config.service.name) == ("default", "nginx")
-    assert config.admin.port == 9901
+    assert (config.admin.address, config.admin.port) == ("0.0.0.0", 9901)
+    assert (config.admin.local_address, config.admin.local_port) == ("127.0.0.1", 9902)
     [ingress] = config.ingress
     assert ingress.discovery_name == "nginx"
     assert (ingress.port, ingress.app_port, ingress.intercept_port) == (15100, 80, 80)

@@ -70,13 +70,14 @@ def test_preferred_ports_when_free() -> None:
     plan = plan_ports([80], [ServedPort("nginx", 80)], admin_preferred=9901, egress_preferred=15001,
                       ingress_base=15100)  # fmt: skip
     assert (plan.admin, plan.egress, plan.ingress) == (9901, 15001, {"nginx": 15100})
+    assert plan.admin_local == 9902
 
 
 def test_ports_skip_task_ports() -> None:
     served = [ServedPort("a", 9901), ServedPort("b", 15001), ServedPort("c", 15100)]
     plan = plan_ports([9901, 15001, 15100, 15101], served, admin_preferred=9901, egress_preferred=15001,
                       ingress_base=15100)  # fmt: skip
-    assert (plan.admin, plan.egress) == (9902, 15002)
+    assert (plan.admin, plan.admin_local, plan.egress) == (9902, 9903, 15002)
     assert plan.ingress == {"a": 15102, "b": 15103, "c": 15104}
 
 
@@ -97,7 +98,7 @@ def test_chosen_ports_never_collide(
     task_ports = random_ports | near_defaults
     served = [ServedPort(f"e{i}", 1) for i in range(served_count)]
     plan = plan_ports(task_ports, served, admin_preferred=9901, egress_preferred=15001, ingress_base=15100)
-    chosen = [plan.admin, plan.egress, *plan.ingress.values()]
+    chosen = [plan.admin, plan.admin_local, plan.egress, *plan.ingress.values()]
     assert len(set(chosen)) == len(chosen)
     assert not set(chosen) & task_ports
 

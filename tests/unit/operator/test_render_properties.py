@@ -112,7 +112,7 @@ def test_every_rendering_is_valid(
     task_ports = {
         p["containerPort"] for c in pod["containers"] if c["name"] != "sc-proxy" for p in c.get("ports", [])
     }
-    proxy_ports = [config.admin.port, *(i.port for i in config.ingress)]
+    proxy_ports = [config.admin.port, config.admin.local_port, *(i.port for i in config.ingress)]
     if config.egress is not None and config.egress.port is not None:
         proxy_ports.append(config.egress.port)
     assert len(set(proxy_ports)) == len(proxy_ports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -250,6 +251,39 @@ def test_from_1_29_the_proxy_is_a_native_sidecar(version: tuple[int, int]) -> No
     assert proxy["startupProbe"]["httpGet"] == {"path": "/ready", "port": 9901}
     assert proxy["startupProbe"]["periodSeconds"] * proxy["startupProbe"]["failureThreshold"] == 120
     assert "lifecycle" not in proxy
+
+
+@pytest.mark.parametrize("version", [(1, 28), (1, 29)])
+def test_probes_use_the_metrics_port_and_the_admin_port_stays_undeclared(version: tuple[int, int]) -> None:
+    """Probes and scrapes reach ``sc-metrics`` (/ready, /live, /metrics); the loopback admin port (/config,
+    POST /drain) is no container port: nothing outside the pod is pointed at it."""
+    children = render_children(make_inputs(version=version))
+    spec = children.deployment["spec"]["template"]["spec"]
+    proxy = container(spec, "sc-proxy")
+    assert children.config_map is not None
+    admin = json.loads(children.config_map["data"]["proxy.json"])["admin"]
+    assert admin == {"address": "0.0.0.0", "port": 9901, "localAddress": "127.0.0.1", "localPort": 9902}
+    [metrics] = [p for p in proxy["ports"] if p["name"] == "sc-metrics"]
+    assert metrics["containerPort"] == 9901
+    assert "sc-admin" not in {p["name"] for p in proxy["ports"]}
+    assert 9902 not in {p["containerPort"] for p in proxy["ports"]}
+    probes = [proxy["readinessProbe"], proxy["livenessProbe"], proxy.get("startupProbe")]
+    assert [p["httpGet"] for p in probes if p is not None][:2] == [
+        {"path": "/ready", "port": 9901},
+        {"path": "/live", "port": 9901},
+    ]
+    if version >= (1, 29):
+        assert proxy["startupProbe"]["httpGet"] == {"path": "/ready", "port": 9901}
+
+
+def test_admin_ports_move_off_the_task_ports() -> None:
+    spec = dict(NGINX_SPEC)
+    children = render_children(
+        make_inputs(spec, settings=OperatorSettings(admin_port=80, admin_local_port=80))
+    )
+    assert children.config_map is not None
+    admin = json.loads(children.config_map["data"]["proxy.json"])["admin"]
+    assert (admin["port"], admin["localPort"]) == (81, 82)  # the task serves on 80
 
 
 def test_native_sidecar_fields_are_unknown_to_old_schemas() -> None:

@@ -70,6 +70,17 @@ def test_zero_disables_timeouts() -> None:
     [
         (lambda c: c.update(bogus=1), "bogus: Extra inputs are not permitted"),
         (lambda c: c["admin"].update(port=70000), "admin.port: Input should be less than or equal to 65535"),
+        (
+            lambda c: c["admin"].update(localAddress="0.0.0.0"),
+            "admin.localAddress: 0.0.0.0 is not a loopback address",
+        ),
+        (
+            lambda c: c["admin"].update(localAddress="10.0.0.1"),
+            "admin.localAddress: 10.0.0.1 is not a loopback address",
+        ),
+        (lambda c: c["admin"].update(localPort=c["admin"]["port"]), "admin.localPort: port 9901 is already"),
+        (lambda c: c["egress"].update(port=9902), "egress.port: port 9902 is already used by admin.local"),
+        (lambda c: c.update(limits={"maxHeaderCount": 0}), "limits.maxHeaderCount: Input should be greater"),
         (lambda c: c["aliases"][0].update(endpoint="nope"), "aliases.0.endpoint: 'nope' is not the name"),
         (
             lambda c: c["aliases"][0].update(address="10.1.1.1"),

@@ -348,3 +348,74 @@ def test_header_name_cache_stays_bounded_under_many_distinct_names() -> None:
     assert isinstance(head, RequestHead)
     assert head.chunked
     assert (b"tRaNsFeR-eNcOdInG", b"chunked") not in zip(head.lines[0::4], head.lines[2::4], strict=True)
+
+
+def _request_with_fields(count: int) -> bytes:
+    """A GET with ``count`` header fields in all (Host included)."""
+    return b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(count - 1)) + b"\r\n"
+
+
+@pytest.mark.parametrize("step", [0, 5])
+def test_header_count_limit_is_100_fields_by_default(step: int) -> None:
+    events = feed_all(_request_with_fields(100), step=step)
+    assert isinstance(events[0], RequestHead)
+    assert len(events[0].headers) == 100
+    err = error_of(feed_all(_request_with_fields(101), step=step))
+    assert (err.status, err.protection) == (431, "header_count")
+    assert "maxHeaderCount (100)" in err.reason
+
+
+def test_header_count_limit_is_a_setting_and_counts_per_request() -> None:
+    reader = RequestReader(max_header_count=3)
+    events = reader.feed(_request_with_fields(3) * 2)  # two pipelined requests of 3 fields each
+    assert [type(e) for e in events] == [RequestHead, bytes, RequestHead, bytes]
+    err = error_of(reader.feed(_request_with_fields(4)))
+    assert (err.status, err.protection) == (431, "header_count")
+
+
+def test_upstream_response_with_too_many_header_fields_is_a_502() -> None:
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(101))
+    err = error_of(ResponseReader().feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + fields + b"\r\n"))
+    assert (err.status, err.protection) == (502, "header_count")
+    ok = ResponseReader().feed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + fields[: fields.index(b"X-99:")] + b"\r\n"
+    )
+    assert isinstance(ok[0], ResponseHead)
+
+
+@pytest.mark.parametrize("step", [0, 1])
+def test_a_few_empty_lines_before_a_request_are_ignored(step: int) -> None:
+    """RFC 9112 §2.2: at least one empty line before a request line is ignored; we allow 8."""
+    events = feed_all(b"\r\n" * 8 + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", step=step)
+    assert isinstance(events[0], RequestHead)
+    err = error_of(feed_all(b"\r\n" * 9 + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", step=step))
+    assert err.status == 400
+    assert "more than 8 empty lines" in err.reason
+
+
+def test_empty_lines_do_not_begin_a_request() -> None:
+    reader = RequestReader()
+    assert reader.between_requests
+    assert reader.feed(b"\r\n") == []
+    assert reader.between_requests
+    assert not reader.in_head
+    reader.feed(b"GET / HT")
+    assert not reader.between_requests
+    assert reader.in_head
+    reader.feed(b"TP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab")
+    assert not reader.between_requests
+    assert not reader.in_head
+    reader.feed(b"c")
+    assert reader.between_requests
+    # The count starts again for each request.
+    assert reader.feed(b"\r\n" * 8) == []
+    assert isinstance(reader.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[0], RequestHead)
+
+
+def test_transfer_encoding_field_lines_are_one_list() -> None:
+    """``Transfer-Encoding: gzip`` then ``Transfer-Encoding: chunked`` means "gzip, chunked": refused (501),
+    never forwarded as plain chunked with the gzip coding silently dropped."""
+    te = b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+    err = error_of(feed_all(b"POST / HTTP/1.1\r\nHost: a\r\n" + te + b"\r\n0\r\n\r\n"))
+    assert err.status == 501
+    assert "gzip, chunked" in err.reason
