@@ -68,11 +68,14 @@ def pinned_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
             st.lists(st.from_regex(r"\A[a-z][a-z0-9.-]{0,15}[a-z0-9]\Z"), min_size=1, max_size=2)
         ):
             out.append(endpoint(d, dns, draw(ports), draw(protocols), f"owner-{d}"))
-    # (dnsName, port) is unique in a namespace (validation guarantees it).
+    # (dnsName, port) is unique in a namespace, and no dnsName is another endpoint's discoveryName
+    # (validation guarantees both: client-alias-duplicate, client-name-collision).
     seen: set[tuple[str, int]] = set()
     unique = []
     for ep in out:
         key = (ep["dnsName"], ep["port"])
+        if ep["dnsName"] in discovery and ep["dnsName"] != ep["discoveryName"]:
+            continue
         if key not in seen:
             seen.add(key)
             unique.append(ep)
