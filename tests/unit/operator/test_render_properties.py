@@ -64,10 +64,9 @@ def pinned_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
     discovery = draw(st.lists(names, unique=True, max_size=6))
     out = []
     for d in discovery:
-        for dns in draw(
-            st.lists(st.from_regex(r"\A[a-z][a-z0-9.-]{0,15}[a-z0-9]\Z"), min_size=1, max_size=2)
-        ):
-            out.append(endpoint(d, dns, draw(ports), draw(protocols), f"owner-{d}"))
+        # One clientAlias per discoveryName (rule client-alias: ECS allows exactly one).
+        dns = draw(st.from_regex(r"\A[a-z][a-z0-9.-]{0,15}[a-z0-9]\Z"))
+        out.append(endpoint(d, dns, draw(ports), draw(protocols), f"owner-{d}"))
     # (dnsName, port) is unique in a namespace, and no dnsName is another endpoint's discoveryName
     # (validation guarantees both: client-alias-duplicate, client-name-collision).
     seen: set[tuple[str, int]] = set()
