@@ -317,7 +317,7 @@ class Http2Limits(_Model):
     - ``maxPendingControlAnswers``: PING and SETTINGS acknowledgements (and RST_STREAM answers) queued
       while the client does not read them (Envoy's and nghttp2's 1000 outbound control frames).
     - ``unreadTimeoutSeconds``: a client that reads nothing of what the proxy wrote (its write buffer over
-      the high-water mark, reading from it paused) for this long is closed.
+      the high-water mark, reading from it paused) for this long is closed (nginx's ``send_timeout``).
     """
 
     reset_window_seconds: float = Field(default=30.0, gt=0, le=3600)
@@ -326,7 +326,7 @@ class Http2Limits(_Model):
     control_frame_burst: int = Field(default=1000, ge=1, le=1_000_000)
     window_updates_per_data_frame: int = Field(default=10, ge=1, le=1000)
     max_pending_control_answers: int = Field(default=1000, ge=1, le=1_000_000)
-    unread_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    unread_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 class ProxyConfig(_Model):

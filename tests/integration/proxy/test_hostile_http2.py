@@ -10,7 +10,9 @@ count tells what the attack got forwarded. Figures go to stdout (``-s``) for sid
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import RequestReceived
 
-from support.grpc_env import VIP, ScriptedH2Server, client_config, endpoint
+from support.grpc_env import VIP, RawH2Client, ScriptedH2Server, client_config, endpoint
 from support.h2attack import (
     Attack,
     NonReadingPingFlood,
@@ -217,3 +223,36 @@ def test_proxy_still_serves_after_the_attacks(env: Env) -> None:
         r = client.get(f"{env.victim_url}/after")
     assert r.status_code == 200
     assert env.proxy.alive()
+
+
+def test_a_request_reset_while_its_upstream_connects_is_never_sent(
+    start_proxy: Callable[..., ProxyProcess],
+) -> None:
+    """The request waits for the upstream's SETTINGS; the client resets it meanwhile (a later read): once
+    the upstream connection is up, nothing of that request is sent on it."""
+    listener = socket.create_server(("127.0.0.75", 0))
+    host, port = listener.getsockname()[:2]
+    cfg, ports = client_config([endpoint("slow", [(host, port)], "http2")])
+    start_proxy(cfg, name="proxy-dial")
+    client = RawH2Client(VIP, ports["slow"])
+    sid = client.request(
+        [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/r"), (b":authority", b"s")]
+    )
+    listener.settimeout(5)
+    upstream, _ = listener.accept()  # the proxy dialled; the upstream says nothing yet
+    with upstream:
+        client.h2.reset_stream(sid, ErrorCodes.CANCEL)
+        client.sock.sendall(client.h2.data_to_send())
+        time.sleep(0.3)  # let the proxy read the reset before the upstream's SETTINGS arrive
+        server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        server.initiate_connection()
+        upstream.sendall(server.data_to_send())
+        upstream.settimeout(0.5)
+        requests = 0
+        with contextlib.suppress(TimeoutError):
+            while chunk := upstream.recv(65536):
+                requests += sum(isinstance(e, RequestReceived) for e in server.receive_data(chunk))
+                upstream.sendall(server.data_to_send())
+        assert requests == 0
+    client.close()
+    listener.close()
