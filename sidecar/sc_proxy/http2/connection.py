@@ -21,8 +21,8 @@ refused, frames without work, WINDOW_UPDATE frames and unread answers are counte
 :class:`~sc_proxy.http2.errors.LimitExceeded` (GOAWAY ENHANCE_YOUR_CALM) past a limit. A request with more
 than ``max_header_count`` header fields is refused with RST_STREAM INTERNAL_ERROR (what Envoy's codec
 does) and reported as :class:`~sc_proxy.http2.events.RequestRefused`. A stream the peer opened and reset
-within one :meth:`Connection.receive_data` is not reported at all: nothing is done for a request already
-cancelled.
+(or broke, a stream error) within one :meth:`Connection.receive_data` is not reported at all: nothing is
+done for a request already cancelled.
 """
 
 from __future__ import annotations
@@ -422,7 +422,7 @@ class Connection:
         cancelled = self._cancelled
         kept: list[Event] = []
         for ev in events:
-            if getattr(ev, "stream_id", 0) in cancelled:
+            if getattr(ev, "stream_id", 0) in cancelled and type(ev) is not RequestRefused:
                 if type(ev) is DataReceived:
                     self._return_connection_window(ev.flow_controlled_length)
                 continue
@@ -538,6 +538,8 @@ class Connection:
         if guard is not None:
             guard.answer_queued()
             if s.inbound:
+                if s.sid in self._fresh:
+                    self._cancelled.add(s.sid)  # broken within the read that opened it: never reported
                 guard.stream_reset()
 
     def _return_connection_window(self, length: int) -> None:

@@ -25,7 +25,7 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import RequestReceived
+from h2.events import RequestReceived, StreamReset
 
 from support.grpc_env import VIP, RawH2Client, ScriptedH2Server, client_config, endpoint
 from support.h2attack import (
@@ -216,6 +216,28 @@ def test_non_reading_client_is_paused_then_closed(env_fast_control: Env) -> None
     assert flood.closed_after is not None, "the proxy kept the non-reading client"
     assert flood.closed_after < 8
     wait_for("the unread-answers defence counted", lambda: _protection(env.proxy, "http2_unread_answers"))
+
+
+def test_a_request_with_101_header_fields_is_refused(env: Env) -> None:
+    before = _protection(env.proxy, "header_count")
+    forwarded = env.attack_server.requests
+    head = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/many"), (b":authority", b"a")]
+    client = RawH2Client(VIP, env.attack_port)
+    try:
+        sid = client.request([*head, *((f"x-h{i}".encode(), b"v") for i in range(101))])
+        resets: list[Any] = []
+        deadline = time.monotonic() + 5
+        while not resets and time.monotonic() < deadline:
+            resets = [e for e in client.events(timeout=1) if isinstance(e, StreamReset)]
+        assert [(r.stream_id, r.error_code) for r in resets] == [(sid, ErrorCodes.INTERNAL_ERROR)]
+    finally:
+        client.close()
+    assert env.attack_server.requests == forwarded
+    assert _protection(env.proxy, "header_count") - before == 1
+    # 100 fields pass: httpx adds accept, accept-encoding and user-agent to these 97.
+    with httpx.Client(http1=False, http2=True, timeout=5) as victim:
+        r = victim.get(f"{env.victim_url}/hundred", headers={f"x-h{i}": "v" for i in range(97)})
+    assert r.status_code == 200
 
 
 def test_proxy_still_serves_after_the_attacks(env: Env) -> None:
