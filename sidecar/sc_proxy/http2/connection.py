@@ -18,7 +18,9 @@ GOAWAY queued; a stream error queues RST_STREAM and reports :class:`~sc_proxy.ht
 
 Given a :class:`~sc_proxy.http2.guard.FloodGuard` (the server side), the flood defences: streams reset or
 refused, frames without work, WINDOW_UPDATE frames and unread answers are counted there, which raises
-:class:`~sc_proxy.http2.errors.LimitExceeded` (GOAWAY ENHANCE_YOUR_CALM) past a limit. A request with more
+:class:`~sc_proxy.http2.errors.LimitExceeded` (GOAWAY ENHANCE_YOUR_CALM) past a limit; so do more than
+twice ``max_concurrent_streams`` streams opened in one read (nginx's per-iteration limit), which bounds the
+work one read of a rapid-reset client costs. A request with more
 than ``max_header_count`` header fields is refused with RST_STREAM INTERNAL_ERROR (what Envoy's codec
 does) and reported as :class:`~sc_proxy.http2.events.RequestRefused`. A stream the peer opened and reset
 (or broke, a stream error) within one :meth:`Connection.receive_data` is not reported at all: nothing is
@@ -70,6 +72,7 @@ from sc_proxy.http2.frames import (
     SettingCodes,
     head,
 )
+from sc_proxy.http2.guard import RAPID_RESET
 from sc_proxy.http2.hpack_decoder import FastDecoder
 from sc_proxy.http2.hpack_encoder import FastEncoder
 from sc_proxy.http2.validate import check_request
@@ -183,6 +186,7 @@ class Connection:
         if client_side:
             self.local_settings[SettingCodes.ENABLE_PUSH] = 0
         self._max_in_streams = max_concurrent_streams
+        self._max_fresh = 2 * max_concurrent_streams
         self._stream_window = stream_window
         self._max_frame = max_frame_size
         # A header block arriving in pieces may take, compressed, at most this much.
@@ -684,6 +688,13 @@ class Connection:
                 self._close(s)
 
     def _open_inbound(self, sid: int, headers: Headers, ended: bool, events: list[Event]) -> None:
+        if self.guard is not None:
+            fresh = self._fresh
+            fresh.add(sid)
+            if len(fresh) > self._max_fresh:
+                # At most max_concurrent_streams of them can still be open: the others were reset within
+                # this read. nginx refuses new streams beyond twice its limit in one event-loop iteration.
+                raise LimitExceeded(f"more than {self._max_fresh} streams opened in one read", RAPID_RESET)
         if self.check_requests:
             check_request(headers, trailers=False)
         self.highest_inbound_stream_id = sid
@@ -701,10 +712,8 @@ class Connection:
                 self.guard.answer_queued()
                 self.guard.stream_reset()
             return
-        guard = self.guard
-        if guard is not None:
-            guard.stream_opened()
-            self._fresh.add(sid)
+        if self.guard is not None:
+            self.guard.stream_opened()
         s = _Stream(sid, True, self._stream_window, self.remote_initial_window)
         s.heads_in = True
         s.expected = _content_length(headers)

@@ -94,7 +94,17 @@ def _rapid_resets(first_sid: int, count: int) -> bytes:
 def test_rapid_reset_gets_goaway_enhance_your_calm() -> None:
     client, server = _pair(Clock())
     # The default allows 1000 resets in the window: the 1001st is one too many.
-    assert _calm_down(client, server, _rapid_resets(1, 1001)) == RAPID_RESET
+    for first in range(1, 2000, 200):
+        server.receive_data(_rapid_resets(first, 100))
+    assert _calm_down(client, server, _rapid_resets(2001, 1)) == RAPID_RESET
+
+
+def test_more_streams_in_one_read_than_twice_the_concurrency_limit() -> None:
+    client, server = _pair(Clock(), max_resets_per_window=100_000)
+    # 128 concurrent streams: 256 opened (and reset) in one read pass, 257 do not.
+    server.receive_data(_rapid_resets(1, 256))
+    server.receive_data(_rapid_resets(513, 256))
+    assert _calm_down(client, server, _rapid_resets(1025, 257)) == RAPID_RESET
 
 
 def test_streams_opened_and_reset_in_one_read_are_never_reported() -> None:
