@@ -11,6 +11,7 @@ count tells what the attack got forwarded. Figures go to stdout (``-s``) for sid
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import socket
 import statistics
@@ -122,7 +123,7 @@ def _victim(env: Env, busy: Callable[[], bool], max_requests: int = 20_000) -> V
     return VictimFigures(
         requests=len(latencies),
         p50_ms=statistics.median(latencies),
-        p99_ms=latencies[int(len(latencies) * 0.99) - 1],
+        p99_ms=latencies[math.ceil(len(latencies) * 0.99) - 1],  # nearest rank
         max_rss_delta_kib=peak - base,
     )
 
