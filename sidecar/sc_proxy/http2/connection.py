@@ -20,11 +20,11 @@ Given a :class:`~sc_proxy.http2.guard.FloodGuard` (the server side), the flood d
 refused, frames without work, WINDOW_UPDATE frames and unread answers are counted there, which raises
 :class:`~sc_proxy.http2.errors.LimitExceeded` (GOAWAY ENHANCE_YOUR_CALM) past a limit; so do more than
 twice ``max_concurrent_streams`` streams opened in one read (nginx's per-iteration limit), which bounds the
-work one read of a rapid-reset client costs. A request with more
-than ``max_header_count`` header fields is refused with RST_STREAM INTERNAL_ERROR (what Envoy's codec
-does) and reported as :class:`~sc_proxy.http2.events.RequestRefused`. A stream the peer opened and reset
-(or broke, a stream error) within one :meth:`Connection.receive_data` is not reported at all: nothing is
-done for a request already cancelled.
+work one read of a rapid-reset client costs. A request with more than ``max_header_count`` header fields
+is refused with RST_STREAM INTERNAL_ERROR (what Envoy's codec does) and reported as
+:class:`~sc_proxy.http2.events.RequestRefused`. A stream the peer opened and reset (or broke, a stream
+error) within one :meth:`Connection.receive_data` is not reported at all: nothing is done for a request
+already cancelled.
 """
 
 from __future__ import annotations
