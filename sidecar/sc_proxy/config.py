@@ -331,11 +331,39 @@ class AccessLogConfig(_Model):
 
 
 class Limits(_Model):
-    """Protection against hostile or broken peers (HTTP kinds)."""
+    """Protection against hostile or broken peers (HTTP kinds). ``maxHeaderCount``: header fields a request
+    may carry (Envoy's default, 100; HTTP/2 pseudo-header fields are not counted, cookie crumbs count as
+    one field). ``http2``: the HTTP/2 flood defences (:class:`Http2Limits`)."""
 
     max_header_bytes: int = Field(default=65536, ge=1024, le=1024 * 1024)
     max_header_count: int = Field(default=100, ge=1, le=10000)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    http2: Http2Limits = Field(default_factory=lambda: Http2Limits())
+
+
+class Http2Limits(_Model):
+    """HTTP/2 flood defences per client connection; past each one the connection gets GOAWAY
+    ENHANCE_YOUR_CALM and is closed (sidecar/README.md tells where each default comes from).
+
+    - ``maxResetsPerWindow`` streams reset by the client (or refused by the proxy) within the sliding
+      ``resetWindowSeconds`` ("rapid reset", CVE-2023-44487; nghttp2 allows 1000 then 33/s).
+    - ``controlFramesPerSecond`` / ``controlFrameBurst``: a token bucket for SETTINGS, PING, PRIORITY,
+      frames of unknown types and empty DATA/HEADERS frames without END_STREAM.
+    - ``windowUpdatesPerDataFrame``: WINDOW_UPDATE frames may number at most
+      5 + 2 * (streams opened + this * DATA frames sent), Envoy's rule.
+    - ``maxPendingControlAnswers``: PING and SETTINGS acknowledgements (and RST_STREAM answers) queued
+      while the client does not read them (Envoy's and nghttp2's 1000 outbound control frames).
+    - ``unreadTimeoutSeconds``: a client that reads nothing of what the proxy wrote (its write buffer over
+      the high-water mark, reading from it paused) for this long is closed (nginx's ``send_timeout``).
+    """
+
+    reset_window_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_resets_per_window: int = Field(default=1000, ge=1, le=1_000_000)
+    control_frames_per_second: float = Field(default=100.0, gt=0, le=1_000_000)
+    control_frame_burst: int = Field(default=1000, ge=1, le=1_000_000)
+    window_updates_per_data_frame: int = Field(default=10, ge=1, le=1000)
+    max_pending_control_answers: int = Field(default=1000, ge=1, le=1_000_000)
+    unread_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 class ProxyConfig(_Model):

@@ -7,10 +7,16 @@ or receiving one; the drain GOAWAY is written as raw bytes (:func:`goaway_frame`
 
 from __future__ import annotations
 
-from typing import Final
+import time
+from typing import TYPE_CHECKING, Final
 
+from sc_proxy.config import Limits
 from sc_proxy.http2 import frames
 from sc_proxy.http2.connection import Connection
+from sc_proxy.http2.guard import FloodGuard
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: The connection preface a prior-knowledge HTTP/2 client sends first (RFC 9113 §3.4).
 PREFACE: Final = frames.PREFACE
@@ -24,8 +30,13 @@ MAX_CONCURRENT_STREAMS: Final = 128
 MAX_FRAME_SIZE: Final = frames.DEFAULT_FRAME_SIZE
 
 
-def server_connection(max_header_bytes: int) -> Connection:
-    """The downstream side: checks what clients send (they may be hostile)."""
+def server_connection(
+    max_header_bytes: int, limits: Limits | None = None, clock: Callable[[], float] = time.monotonic
+) -> Connection:
+    """The downstream side: checks what clients send (they may be hostile), with the header-count limit
+    and the flood defences of ``limits`` (the defaults when not given); ``clock`` times those."""
+    if limits is None:
+        limits = Limits()
     return Connection(
         client_side=False,
         max_header_list_size=max_header_bytes,
@@ -33,6 +44,8 @@ def server_connection(max_header_bytes: int) -> Connection:
         stream_window=STREAM_WINDOW,
         max_frame_size=MAX_FRAME_SIZE,
         check_requests=True,
+        max_header_count=limits.max_header_count,
+        guard=FloodGuard(limits.http2, clock),
     )
 
 

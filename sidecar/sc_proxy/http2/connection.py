@@ -15,12 +15,22 @@ peer's windows before sending, ours on receipt, overflow of either); our SETTING
 request heads and trailers (:func:`~sc_proxy.http2.validate.check_request`, server side) and a request
 body's ``content-length``. A connection error raises :class:`~sc_proxy.http2.errors.ProtocolError` with a
 GOAWAY queued; a stream error queues RST_STREAM and reports :class:`~sc_proxy.http2.events.StreamReset`.
+
+Given a :class:`~sc_proxy.http2.guard.FloodGuard` (the server side), the flood defences: streams reset or
+refused, frames without work, WINDOW_UPDATE frames and unread answers are counted there, which raises
+:class:`~sc_proxy.http2.errors.LimitExceeded` (GOAWAY ENHANCE_YOUR_CALM) past a limit; so do more than
+twice ``max_concurrent_streams`` streams opened in one read (nginx's per-iteration limit), which bounds the
+work one read of a rapid-reset client costs. A request with more than ``max_header_count`` header fields
+is refused with RST_STREAM INTERNAL_ERROR (what Envoy's codec does) and reported as
+:class:`~sc_proxy.http2.events.RequestRefused`. A stream the peer opened and reset (or broke, a stream
+error) within one :meth:`Connection.receive_data` is not reported at all: nothing is done for a request
+already cancelled.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 
@@ -28,6 +38,7 @@ from sc_proxy.http2 import frames
 from sc_proxy.http2.errors import (
     ErrorCodes,
     FlowControlError,
+    LimitExceeded,
     NoAvailableStreamIDError,
     ProtocolError,
     StreamClosedError,
@@ -40,6 +51,7 @@ from sc_proxy.http2.events import (
     Headers,
     RemoteSettingsChanged,
     RequestReceived,
+    RequestRefused,
     ResponseReceived,
     StreamEnded,
     StreamReset,
@@ -60,9 +72,13 @@ from sc_proxy.http2.frames import (
     SettingCodes,
     head,
 )
+from sc_proxy.http2.guard import RAPID_RESET
 from sc_proxy.http2.hpack_decoder import FastDecoder
 from sc_proxy.http2.hpack_encoder import FastEncoder
 from sc_proxy.http2.validate import check_request
+
+if TYPE_CHECKING:
+    from sc_proxy.http2.guard import FloodGuard
 
 _PROTOCOL: Final = ErrorCodes.PROTOCOL_ERROR
 _FRAME_SIZE: Final = ErrorCodes.FRAME_SIZE_ERROR
@@ -73,6 +89,9 @@ _HEAD_UNPACK: Final = frames.HEAD.unpack_from
 _MAX_CONTINUATIONS: Final = 64
 #: Streams we reset whose late frames are still ignored quietly (RFC 9113 §5.1, "closed").
 _RESET_MEMORY: Final = 1024
+#: The code of a request refused for its header count: Envoy's codec fails nghttp2's header callback,
+#: which resets the stream with INTERNAL_ERROR.
+_TOO_MANY_HEADERS: Final = ErrorCodes.INTERNAL_ERROR
 
 
 class _Stream:
@@ -103,6 +122,22 @@ def _content_length(headers: Headers) -> int | None:
     return None
 
 
+def _field_count(headers: Headers) -> int:
+    """Header fields as HTTP/1.1 would count them: no pseudo-header fields, the cookie crumbs of RFC 9113
+    §8.2.3 as one field."""
+    n = 0
+    cookies = 0
+    for name, _value in headers:
+        if name[:1] == b":":
+            continue
+        if name == b"cookie":
+            cookies += 1
+            if cookies > 1:
+                continue
+        n += 1
+    return n
+
+
 def _informational(headers: Headers) -> bool:
     for name, value in headers:
         if name == b":status":
@@ -128,10 +163,19 @@ class Connection:
         stream_window: int,
         max_frame_size: int = frames.DEFAULT_FRAME_SIZE,
         check_requests: bool = False,
+        max_header_count: int | None = None,
+        guard: FloodGuard | None = None,
     ) -> None:
         self.client_side = client_side
         #: Check request heads and trailers (the server side of the proxy: clients may be hostile).
         self.check_requests = check_requests
+        self._max_fields = max_header_count
+        self.guard = guard
+        # Streams the peer opened in the current receive_data, and those of them it reset in it too.
+        self._fresh: set[int] = set()
+        self._cancelled: set[int] = set()
+        # A limit passed outside receive_data (a stream we refused): raised by the next receive_data.
+        self._pending_error: LimitExceeded | None = None
         self.streams: dict[int, _Stream] = {}
         self.local_settings: dict[int, int] = {
             SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
@@ -142,6 +186,7 @@ class Connection:
         if client_side:
             self.local_settings[SettingCodes.ENABLE_PUSH] = 0
         self._max_in_streams = max_concurrent_streams
+        self._max_fresh = 2 * max_concurrent_streams
         self._stream_window = stream_window
         self._max_frame = max_frame_size
         # A header block arriving in pieces may take, compressed, at most this much.
@@ -287,6 +332,8 @@ class Connection:
             )
         s.out_window -= n
         self._conn_out -= n
+        if self.guard is not None:
+            self.guard.data_sent()
         self._out.append(head(n, DATA, END_STREAM if end_stream else 0, stream_id))
         if n:
             self._out.append(data)
@@ -307,6 +354,11 @@ class Connection:
         self._out.append(frames.rst_stream(stream_id, error_code))
         self._close(s)
         self._remember_reset(stream_id)
+        if s.inbound and error_code == ErrorCodes.REFUSED_STREAM and self.guard is not None:
+            try:
+                self.guard.stream_reset()
+            except LimitExceeded as exc:
+                self._pending_error = exc
 
     def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
         """``acknowledged_size`` bytes of DATA received on the stream were handled: let the peer send as
@@ -355,12 +407,37 @@ class Connection:
             raise ProtocolError("the connection already failed")
         events: list[Event] = []
         try:
+            if self._pending_error is not None:
+                raise self._pending_error
             self._receive(data, events)
         except ProtocolError as exc:
             self.failed = True
             self._out.append(frames.goaway(self.highest_inbound_stream_id, exc.error_code))
             raise
+        if self._fresh:
+            self._fresh.clear()
+            if self._cancelled:
+                events = self._drop_cancelled(events)
         return events
+
+    def _drop_cancelled(self, events: list[Event]) -> list[Event]:
+        """Leave out the events of streams opened and reset within this read: the application never
+        learns of a request cancelled before it could act. Their DATA returns its connection window."""
+        cancelled = self._cancelled
+        kept: list[Event] = []
+        for ev in events:
+            if getattr(ev, "stream_id", 0) in cancelled and type(ev) is not RequestRefused:
+                if type(ev) is DataReceived:
+                    self._return_connection_window(ev.flow_controlled_length)
+                continue
+            kept.append(ev)
+        cancelled.clear()
+        return kept
+
+    def answers_delivered(self) -> None:
+        """The I/O layer saw everything written so far taken by the peer (:mod:`~sc_proxy.http2.guard`)."""
+        if self.guard is not None:
+            self.guard.answers_delivered()
 
     def _receive(self, data: bytes, events: list[Event]) -> None:
         buf = self._buf + data if self._buf else data
@@ -378,6 +455,7 @@ class Connection:
             i = len(frames.PREFACE)
         streams = self.streams
         max_frame = self._max_frame
+        guard = self.guard
         while n - i >= 9:
             hi, lo, ftype, flags, sid = _HEAD_UNPACK(buf, i)
             length = hi << 8 | lo
@@ -396,6 +474,8 @@ class Connection:
                     raise ProtocolError("the peer's first frame was not SETTINGS")
                 self._settings_seen = True
             if ftype == DATA:
+                if not length and guard is not None and not flags & END_STREAM:
+                    guard.control_frame()  # an empty DATA frame: work for nothing
                 s = streams.get(sid)
                 if s is not None and s.recv_open and s.heads_in and not flags & PADDED and s.expected is None:
                     # The common case, inline: an open stream's unpadded DATA.
@@ -416,14 +496,20 @@ class Connection:
             elif ftype == HEADERS:
                 self._on_headers(sid, flags, payload, events)
             elif ftype == frames.WINDOW_UPDATE:
+                if guard is not None:
+                    guard.window_update()
                 self._on_window_update(sid, payload, events)
             elif ftype == SETTINGS:
+                if guard is not None:
+                    guard.control_frame()
                 self._on_settings(sid, flags, payload, events)
             elif ftype == CONTINUATION:
                 self._on_continuation(sid, flags, payload, events)
             elif ftype == frames.RST_STREAM:
                 self._on_rst_stream(sid, payload, events)
             elif ftype == frames.PING:
+                if guard is not None:
+                    guard.control_frame()
                 self._on_ping(sid, flags, payload)
             elif ftype == frames.GOAWAY:
                 self._on_goaway(sid, payload, events)
@@ -432,9 +518,12 @@ class Connection:
                     raise ProtocolError("PRIORITY on stream 0")
                 if length != 5:
                     raise ProtocolError("PRIORITY frame not of 5 bytes", _FRAME_SIZE)
+                if guard is not None:
+                    guard.control_frame()
             elif ftype == frames.PUSH_PROMISE:
                 raise ProtocolError("PUSH_PROMISE, with push disabled")
-            # Frames of unknown types are ignored (RFC 9113 §5.5).
+            elif guard is not None:
+                guard.control_frame()  # frames of unknown types are ignored (RFC 9113 §5.5), at a cost
         self._buf = buf[i:] if i < n else b""
 
     def _is_idle(self, sid: int) -> bool:
@@ -449,6 +538,13 @@ class Connection:
         self._close(s)
         self._remember_reset(s.sid)
         events.append(StreamReset(s.sid, code, remote_reset=False))
+        guard = self.guard
+        if guard is not None:
+            guard.answer_queued()
+            if s.inbound:
+                if s.sid in self._fresh:
+                    self._cancelled.add(s.sid)  # broken within the read that opened it: never reported
+                guard.stream_reset()
 
     def _return_connection_window(self, length: int) -> None:
         """DATA that will never reach the application: its connection window goes back at once."""
@@ -474,6 +570,8 @@ class Connection:
                     raise ProtocolError(f"DATA on idle stream {sid}")
                 if sid not in self._reset_ids:
                     self._out.append(frames.rst_stream(sid, _CLOSED))
+                    if self.guard is not None:
+                        self.guard.answer_queued()
                 return
             self._stream_error(s, _CLOSED if not s.recv_open else _PROTOCOL, events)
             return
@@ -511,6 +609,8 @@ class Connection:
         if start > end:
             raise ProtocolError("HEADERS padding longer than the frame")
         fragment = payload[start:end] if start or end < len(payload) else payload
+        if not fragment and self.guard is not None and not flags & END_STREAM:
+            self.guard.control_frame()  # an empty HEADERS frame: work for nothing
         if flags & END_HEADERS:
             self._on_header_block(sid, flags, fragment, events)
         else:
@@ -564,6 +664,11 @@ class Connection:
                 return
             if self.check_requests:
                 check_request(headers, trailers=True)
+            limit = self._max_fields
+            if limit is not None and len(headers) > limit and _field_count(headers) > limit:
+                self._stream_error(s, _TOO_MANY_HEADERS, events)
+                events.append(RequestRefused(sid, "header_count"))
+                return
             if s.expected is not None and s.received != s.expected:
                 self._stream_error(s, _PROTOCOL, events)
                 return
@@ -583,6 +688,13 @@ class Connection:
                 self._close(s)
 
     def _open_inbound(self, sid: int, headers: Headers, ended: bool, events: list[Event]) -> None:
+        if self.guard is not None:
+            fresh = self._fresh
+            fresh.add(sid)
+            if len(fresh) > self._max_fresh:
+                # At most max_concurrent_streams of them can still be open: the others were reset within
+                # this read. nginx refuses new streams beyond twice its limit in one event-loop iteration.
+                raise LimitExceeded(f"more than {self._max_fresh} streams opened in one read", RAPID_RESET)
         if self.check_requests:
             check_request(headers, trailers=False)
         self.highest_inbound_stream_id = sid
@@ -590,6 +702,18 @@ class Connection:
             raise ProtocolError(
                 f"stream {sid} beyond SETTINGS_MAX_CONCURRENT_STREAMS {self._max_in_streams}", _PROTOCOL
             )
+        limit = self._max_fields
+        if limit is not None and len(headers) > limit and _field_count(headers) > limit:
+            # Refused before it is a stream: its late frames are ignored as those of a stream we reset.
+            self._out.append(frames.rst_stream(sid, _TOO_MANY_HEADERS))
+            self._remember_reset(sid)
+            events.append(RequestRefused(sid, "header_count"))
+            if self.guard is not None:
+                self.guard.answer_queued()
+                self.guard.stream_reset()
+            return
+        if self.guard is not None:
+            self.guard.stream_opened()
         s = _Stream(sid, True, self._stream_window, self.remote_initial_window)
         s.heads_in = True
         s.expected = _content_length(headers)
@@ -608,11 +732,18 @@ class Connection:
         if len(payload) != 4:
             raise ProtocolError("RST_STREAM frame not of 4 bytes", _FRAME_SIZE)
         s = self.streams.get(sid)
+        guard = self.guard
         if s is None:
             if self._is_idle(sid):
                 raise ProtocolError(f"RST_STREAM on idle stream {sid}")
+            if guard is not None:
+                guard.control_frame()  # a reset of a stream already closed: work for nothing
             return
         self._close(s)
+        if guard is not None and s.inbound:
+            guard.stream_reset()
+            if sid in self._fresh:
+                self._cancelled.add(sid)
         events.append(StreamReset(sid, frames.u32(payload, 0)))
 
     def _on_settings(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
@@ -651,6 +782,8 @@ class Connection:
                 self.remote_max_header_list_size = value
             changed[code] = value
         self._out.append(frames.SETTINGS_ACK)
+        if self.guard is not None:
+            self.guard.answer_queued()
         events.append(RemoteSettingsChanged(changed))
 
     def _on_ping(self, sid: int, flags: int, payload: bytes) -> None:
@@ -660,6 +793,8 @@ class Connection:
             raise ProtocolError("PING frame not of 8 bytes", _FRAME_SIZE)
         if not flags & ACK:
             self._out.append(frames.ping_ack(payload))
+            if self.guard is not None:
+                self.guard.answer_queued()
 
     def _on_goaway(self, sid: int, payload: bytes, events: list[Event]) -> None:
         if sid:

@@ -63,3 +63,12 @@ class TooManyStreamsError(H2Error):
 
 class NoAvailableStreamIDError(H2Error):
     """Every client stream id of the connection was used."""
+
+
+class LimitExceeded(ProtocolError):
+    """A flood defence fired (:mod:`sc_proxy.http2.guard`): a connection error, GOAWAY ENHANCE_YOUR_CALM.
+    ``protection`` names the defence as the ``ProtectionTriggeredCount`` metric does."""
+
+    def __init__(self, message: str, protection: str) -> None:
+        super().__init__(message, ErrorCodes.ENHANCE_YOUR_CALM)
+        self.protection = protection

@@ -23,6 +23,17 @@ class RequestReceived:
         self.stream_ended = stream_ended
 
 
+class RequestRefused:
+    """The codec refused a request for a limit (RST_STREAM sent; the stream is never reported otherwise):
+    ``protection`` names the limit as the ``ProtectionTriggeredCount`` metric does."""
+
+    __slots__ = ("protection", "stream_id")
+
+    def __init__(self, stream_id: int, protection: str) -> None:
+        self.stream_id = stream_id
+        self.protection = protection
+
+
 class ResponseReceived:
     """The final response head on a stream we opened (client side); 1xx heads are not reported."""
 
@@ -110,6 +121,7 @@ class ConnectionTerminated:
 
 Event: TypeAlias = (
     RequestReceived
+    | RequestRefused
     | ResponseReceived
     | TrailersReceived
     | DataReceived

@@ -4,8 +4,12 @@ The first bytes decide: the HTTP/2 connection preface makes this an HTTP/2 conne
 HTTP/1.1 client, whose connection (with the bytes already read) is handed to the HTTP/1.1 protocol.
 
 Limits: at most :data:`~sc_proxy.http2.codec.MAX_CONCURRENT_STREAMS` concurrent streams and
-``limits.maxHeaderBytes`` of header list (h2 answers a violation with GOAWAY PROTOCOL_ERROR /
-ENHANCE_YOUR_CALM; both are counted as rejected). Drain sends GOAWAY (NO_ERROR, the last stream seen), lets
+``limits.maxHeaderBytes`` of header list (the codec answers a violation with GOAWAY PROTOCOL_ERROR /
+ENHANCE_YOUR_CALM; both are counted as rejected), ``limits.maxHeaderCount`` header fields (RST_STREAM), and
+the flood defences of ``limits.http2`` (:mod:`~sc_proxy.http2.guard`, GOAWAY ENHANCE_YOUR_CALM), each
+counted in ``ProtectionTriggeredCount``. A client that does not read what the proxy writes (the socket's
+write buffer over its high-water mark) is not read from either, and is closed when the buffer has not
+shrunk for ``limits.http2.unreadTimeoutSeconds``. Drain sends GOAWAY (NO_ERROR, the last stream seen), lets
 open streams finish, refuses newer ones with REFUSED_STREAM and closes when the last one ends. A connection
 with no stream for ``route.idle_timeout`` is closed the same way.
 """
@@ -13,24 +17,27 @@ with no stream for ``route.idle_timeout`` is closed the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from sc_proxy.http2 import codec, deadlines
-from sc_proxy.http2.errors import ErrorCodes, H2Error
+from sc_proxy.http2.errors import ErrorCodes, H2Error, LimitExceeded
 from sc_proxy.http2.events import (
     ConnectionTerminated,
     DataReceived,
     RemoteSettingsChanged,
     RequestReceived,
+    RequestRefused,
     StreamEnded,
     StreamReset,
     TrailersReceived,
     WindowUpdated,
 )
 from sc_proxy.http2.frames import SettingCodes
+from sc_proxy.http2.guard import UNREAD_ANSWERS
 from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import ProxyStream
-from sc_proxy.metrics import REGISTRY, Counter
+from sc_proxy.metrics import REGISTRY, Counter, protection_counter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,7 +78,7 @@ class H2ServerProtocol(H2Side):
         self.grpc_requests = grpc_requests
         self.streams: dict[int, ProxyStream] = {}
         self.deadlines = deadlines.for_loop(self.loop)
-        self.h2 = codec.server_connection(route.limits.max_header_bytes)
+        self.h2 = codec.server_connection(route.limits.max_header_bytes, route.limits)
         self._started = False  # preface seen
         self._buf = b""
         self._goaway_last: int | None = None
@@ -79,6 +86,9 @@ class H2ServerProtocol(H2Side):
         self._counted = False
         self._timer: asyncio.TimerHandle | None = None
         self._idle_since = 0.0
+        # Reading paused because the client does not read: the check, and the buffer size it last saw.
+        self._unread_timer: asyncio.TimerHandle | None = None
+        self._unread_size = 0
 
     # -- connection ------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,13 +155,20 @@ class H2ServerProtocol(H2Side):
         h2 = self.h2
         try:
             events = h2.receive_data(data)
-        except H2Error:
-            # Broken or hostile client (bad frames, too many streams, oversized headers): h2 queued a GOAWAY
-            # with the matching error code.
+        except H2Error as exc:
+            # Broken or hostile client (bad frames, too many streams, oversized headers, a flood): the codec
+            # queued a GOAWAY with the matching error code.
             self.route.stats.rejected.inc()
+            if isinstance(exc, LimitExceeded):
+                protection_counter(exc.protection).inc()
             self.flush()
-            if self.transport is not None:
-                self.transport.close()
+            transport = self.transport
+            if transport is not None:
+                # A client that does not read would hold a graceful close (and its buffer) forever.
+                if self.paused:
+                    transport.abort()
+                else:
+                    transport.close()
             return
         streams = self.streams
         for ev in events:
@@ -189,6 +206,8 @@ class H2ServerProtocol(H2Side):
                 if ev.error_code:
                     self.abort()
                     return
+            elif type(ev) is RequestRefused:
+                protection_counter(ev.protection).inc()
         # Written once every connection readable in this loop iteration was read: one write per
         # connection for all of them, rather than one per read.
         self.schedule_flush()
@@ -239,11 +258,63 @@ class H2ServerProtocol(H2Side):
         due = idle if self.streams else max(idle - (now - self._idle_since), 0.01)
         self._timer = self.loop.call_later(due, self._check_idle)
 
+    # -- a client that does not read ----------------------------------------------------------------------
+    def flush(self) -> None:
+        super().flush()
+        if not self.paused:
+            # Everything written is in the kernel's hands: the answers queued so far count as taken.
+            self.h2.answers_delivered()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        transport = self.transport
+        if transport is None:
+            return
+        # Back-pressure: what the client sends next (PINGs, SETTINGS, requests) waits in its own socket
+        # until it reads what the proxy already answered.
+        transport.pause_reading()
+        if self._unread_timer is None:
+            self._unread_size = transport.get_write_buffer_size()
+            self._unread_timer = self.loop.call_later(
+                self.route.limits.http2.unread_timeout_seconds, self._check_unread
+            )
+
+    def resume_writing(self) -> None:
+        if self._unread_timer is not None:
+            self._unread_timer.cancel()
+            self._unread_timer = None
+        transport = self.transport
+        if transport is not None:
+            with contextlib.suppress(RuntimeError):  # already closing
+                transport.resume_reading()
+        self.h2.answers_delivered()
+        super().resume_writing()
+
+    def _check_unread(self) -> None:
+        self._unread_timer = None
+        transport = self.transport
+        if transport is None or not self.paused:
+            return
+        size = transport.get_write_buffer_size()
+        if size < self._unread_size:
+            # The client reads, slowly: give it another period.
+            self._unread_size = size
+            self._unread_timer = self.loop.call_later(
+                self.route.limits.http2.unread_timeout_seconds, self._check_unread
+            )
+            return
+        protection_counter(UNREAD_ANSWERS).inc()
+        self.route.stats.rejected.inc()
+        transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._unread_timer is not None:
+            self._unread_timer.cancel()
+            self._unread_timer = None
         for stream in list(self.streams.values()):
             stream.downstream_lost()
         self.streams.clear()
