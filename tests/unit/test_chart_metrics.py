@@ -91,3 +91,12 @@ def test_dashboard_config_map_carries_the_chart_file_for_grafanas_sidecar(helm: 
     assert json.loads(cm["data"]["service-connect.json"]) == json.loads(DASHBOARD.read_text())
     elsewhere = helm.template(sets={"metrics.dashboard": {"enabled": True, "namespace": "monitoring"}})
     assert one(elsewhere, "ConfigMap")["metadata"]["namespace"] == "monitoring"
+
+
+def test_notes_say_how_metrics_are_exposed(helm: Helm) -> None:
+    out = helm.run(
+        "install", "sc", str(CHART), "--dry-run=client", "--namespace", "sc-system", "--hide-notes=false",
+        "--set", "clusterName=prod", "--set", "metrics.dashboard.enabled=true",
+    )  # fmt: skip
+    line = 'Metrics:    ClusterName "prod"; prometheus.io annotations on pods, Grafana dashboard ConfigMap'
+    assert line in out
