@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 Interception = Literal["redirect", "listeners"]
 Port = Annotated[int, Field(ge=1, le=65535)]
+_CLUSTER_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$"
 
 ENV_PREFIX = "SC_"
 # Variables with this prefix that are not settings (read by other parts of the operator).
@@ -65,6 +66,12 @@ class OperatorSettings(BaseModel):
     proxy_resources: dict[str, dict[str, str]] | None = None
     interception: Interception = "redirect"
     cluster_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    #: The ``ClusterName`` label on every proxy metric (ECS's dimension; Kubernetes has no cluster name an
+    #: operator could read, so it is set here). The ECS rule (letters, digits, ``-``, ``_``) plus ``.``,
+    #: for DNS-style cluster names (kops).
+    cluster_name: str = Field(default="kubernetes", pattern=_CLUSTER_NAME)
+    #: Put ``prometheus.io/scrape|port|path`` on every pod with a proxy (annotation-based scraping).
+    prometheus_annotations: bool = True
     #: ``address`` or ``address:port`` the proxies resolve headless Services with (empty: resolv.conf).
     dns_resolver: str = ""
     #: Preferred proxy ports; the next free one is taken when a task already uses it. ``admin_port``: the

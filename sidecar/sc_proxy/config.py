@@ -74,10 +74,15 @@ IPAddress = Annotated[str, AfterValidator(_ip)]
 
 
 class ServiceIdentity(_Model):
-    """Who runs this proxy. Used only in logs and ``/config``; never for routing."""
+    """Who runs this proxy: logs, ``/config`` and the metrics' constant labels; never routing.
+
+    ``name`` is every metric's ``ServiceName`` and ``cluster`` its ``ClusterName`` (ECS's dimensions; on
+    egress ServiceName is the calling service). Empty values leave the label out.
+    """
 
     namespace: str = ""
-    name: str = ""
+    name: str = Field(default="", max_length=255)
+    cluster: str = Field(default="", max_length=255)
 
 
 class AdminConfig(_Model):

@@ -25,7 +25,7 @@ from sc_proxy import waitready
 from sc_proxy.admin import AdminState, close_all, start_admin
 from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config
 from sc_proxy.listeners import Listeners, build_plan
-from sc_proxy.metrics import REGISTRY, publish_config_version
+from sc_proxy.metrics import REGISTRY, identify_proxy, publish_config_version
 
 log = logging.getLogger("sc_proxy")
 
@@ -37,6 +37,7 @@ INITIAL_DISCOVERY_WAIT = 10.0
 
 async def serve(config: ProxyConfig, started: float) -> int:
     loop = asyncio.get_running_loop()
+    identify_proxy(config.service.name, config.service.cluster, REGISTRY)
     plan = build_plan(config, REGISTRY)
     publish_config_version(config.version, REGISTRY)
     listeners = Listeners(config, plan)

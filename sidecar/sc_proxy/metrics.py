@@ -4,7 +4,11 @@ Naming choice: ECS's agent strips Envoy's ``envoy_appmesh_`` prefix before publi
 we expose exactly those stripped, capitalised names (legal in Prometheus) with no prefix and no ``_total``
 suffix; a dashboard built for the ECS names reads ours unchanged. Labels are bounded: ``DiscoveryName`` on
 ingress (this task's served endpoints) and ``TargetDiscoveryName`` on egress (the endpoints it calls) —
-never a task, address or path.
+never a task, address or path. Every family of the registry also carries the proxy's constant labels
+``ServiceName`` (the service this task belongs to: the serving service on ingress, the *calling* service
+on egress, as ECS defines it) and ``ClusterName`` (:meth:`Registry.set_constant_labels`), which gives the
+seed's dimension sets (DiscoveryName, ServiceName, ClusterName) and (TargetDiscoveryName, ServiceName,
+ClusterName). They are constant per process, so they cost nothing per request and add no series.
 
 Ingress (label ``DiscoveryName``): ``RequestCount``, ``NewConnectionCount``,
 ``ActiveConnectionCount`` (gauge), ``ProcessedBytes``, ``ResponseTime`` (histogram, ms),
@@ -14,8 +18,8 @@ Egress (label ``TargetDiscoveryName``): ``RequestCountPerTarget``, ``TargetNewCo
 ``TargetActiveConnectionCount`` (gauge), ``TargetProcessedBytes``, ``TargetResponseTime`` (histogram, ms),
 ``HTTPCode_Target_2XX_Count`` … ``HTTPCode_Target_5XX_Count``, ``TargetRetryCount``, ``TargetTimeoutCount``,
 ``TargetEjectionCount``, ``TargetEjectedHosts`` (gauge), ``TargetConnectFailureCount``,
-``TargetHttp10RefusedCount``, ``TargetRejectedCount``. Unlabelled: ``EgressUnknownDestinationCount``
-(redirected connections matching no alias).
+``TargetHttp10RefusedCount``, ``TargetRejectedCount``. With only the constant labels:
+``EgressUnknownDestinationCount`` (redirected connections matching no alias).
 
 For TCP endpoints a "request" is a connection. ``ProcessedBytes`` counts both directions.
 
@@ -117,11 +121,29 @@ class Registry:
     def __init__(self, process_metrics: bool = True) -> None:
         self._families: dict[str, _Family] = {}
         self._process = process_metrics and os.path.exists("/proc/self/stat")
+        #: The constant labels, pre-rendered (``ServiceName="a",ClusterName="b"``): added at scrape time.
+        self._constant = ""
+        self._constant_names: frozenset[str] = frozenset()
+
+    def set_constant_labels(self, labels: dict[str, str]) -> None:
+        """Labels added to every family of this registry (not the ``process_*`` metrics) when rendered.
+
+        For values that are the same for every series of the process (``ServiceName``, ``ClusterName``):
+        rendering adds them, so children and the hot path do not change. An empty value is left out (an
+        empty label is no label in Prometheus). A name that is also a family's own label is refused.
+        """
+        clash = sorted({fam.label for fam in self._families.values() if fam.label in labels})
+        if clash:
+            raise ValueError(f"constant label {clash[0]} is already a metric's own label")
+        self._constant = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items() if v)
+        self._constant_names = frozenset(labels)
 
     def child(self, name: str, kind: str, help_text: str, label: str | None = None, value: str = "") -> Child:
         """The child of family ``name`` for label ``value`` (created once: at set-up, not per request)."""
         fam = self._families.get(name)
         if fam is None:
+            if label in self._constant_names:
+                raise ValueError(f"metric {name}: label {label} is a constant label of this registry")
             fam = self._families[name] = _Family(name, kind, help_text, label)
         elif fam.kind != kind or fam.label != label:
             raise ValueError(f"metric {name} already registered as {fam.kind} with label {fam.label}")
@@ -133,11 +155,13 @@ class Registry:
         return made
 
     def _lines(self) -> Iterator[str]:
+        const = self._constant
         for fam in self._families.values():
             yield f"# HELP {fam.name} {fam.help}"
             yield f"# TYPE {fam.name} {fam.kind}"
             for value, ch in fam.children.items():
-                labels = f'{fam.label}="{_escape(value)}"' if fam.label else ""
+                own = f'{fam.label}="{_escape(value)}"' if fam.label else ""
+                labels = f"{const},{own}" if const and own else const or own
                 if isinstance(ch, Histogram):
                     sep = "," if labels else ""
                     cumulative = 0
@@ -327,6 +351,12 @@ def protection_counter(protection: str, registry: Registry | None = None) -> Cou
     )
     assert isinstance(c, Counter)
     return c
+
+
+def identify_proxy(service_name: str, cluster_name: str, registry: Registry | None = None) -> None:
+    """Label every Service Connect metric with this proxy's ``ServiceName`` and ``ClusterName`` (ECS's
+    dimensions; on egress ServiceName is the calling service, which is this one)."""
+    (registry or REGISTRY).set_constant_labels({"ServiceName": service_name, "ClusterName": cluster_name})
 
 
 def publish_config_version(version: str, registry: Registry | None = None) -> None:

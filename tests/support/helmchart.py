@@ -45,9 +45,18 @@ class Helm:
         namespace: str = "sc-system",
         sets: dict[str, Any] | None = None,
         include_crds: bool = False,
+        api_versions: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
-        """`helm template` → the rendered documents (empty ones dropped)."""
+        """`helm template` → the rendered documents (empty ones dropped).
+
+        ``api_versions`` are announced as the cluster's (``--api-versions``, what
+        ``.Capabilities.APIVersions.Has`` sees); ``extra`` are more helm arguments.
+        """
         args = ["template", release, str(CHART), "--namespace", namespace]
+        for version in api_versions:
+            args += ["--api-versions", version]
+        args += extra
         if values is not None:
             args += ["-f", str(values)]
         for key, value in (sets or {}).items():

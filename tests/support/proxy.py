@@ -48,15 +48,28 @@ def _url_host(address: str) -> str:
 
 
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})? (\S+)$")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+#: The labels every Service Connect sample of one proxy carries (sc_proxy.metrics.identify_proxy).
+CONSTANT_LABELS = frozenset({"ServiceName", "ClusterName"})
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text → {"Name{labels}": value} (``Name`` alone when unlabelled)."""
+def parse_metrics(text: str, constant_labels: bool = False) -> dict[str, float]:
+    """Prometheus text → {"Name{labels}": value} (``Name`` alone when unlabelled).
+
+    The proxy's constant labels (``ServiceName``, ``ClusterName``: the same on every sample of a process)
+    are left out of the keys unless ``constant_labels``, so ``'RequestCount{DiscoveryName="a"}'`` reads
+    the same sample whichever service and cluster the proxy names.
+    """
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _SAMPLE.match(line)
-        if m:
-            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        if not m:
+            continue
+        labels = m.group(2) or ""
+        if labels and not constant_labels:
+            kept = [f'{k}="{v}"' for k, v in _LABEL.findall(labels) if k not in CONSTANT_LABELS]
+            labels = "{" + ",".join(kept) + "}" if kept else ""
+        out[m.group(1) + labels] = float(m.group(3))
     return out
 
 

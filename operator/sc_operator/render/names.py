@@ -25,6 +25,12 @@ PROXY_VERSION_ANNOTATION = f"{GROUP}/proxy-version"
 DEPLOYMENT_ANNOTATION = f"{GROUP}/deployment"
 DISCOVERY_ANNOTATION = f"{GROUP}/discovery-name"
 ESSENTIAL_ANNOTATION = f"{GROUP}/essential-containers"
+#: The de-facto annotations Prometheus' ``kubernetes-pods`` scrape job reads (on pods with a proxy).
+PROMETHEUS_SCRAPE_ANNOTATION = "prometheus.io/scrape"
+PROMETHEUS_PORT_ANNOTATION = "prometheus.io/port"
+PROMETHEUS_PATH_ANNOTATION = "prometheus.io/path"
+#: The proxy's pod-reachable port serving ``/metrics`` (and ``/ready``, ``/live``); a PodMonitor names it.
+METRICS_PORT_NAME = "sc-metrics"
 
 PROXY_CONTAINER = "sc-proxy"
 INTERCEPT_CONTAINER = "sc-intercept"

@@ -118,7 +118,11 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
 
     doc: dict[str, Any] = {
         "version": inputs.deployment_name,
-        "service": {"namespace": inputs.k8s_namespace, "name": inputs.service_name},
+        "service": {
+            "namespace": inputs.k8s_namespace,
+            "name": inputs.service_name,
+            "cluster": settings.cluster_name,
+        },
         # Probes and scrapes reach the pod IP; /config and POST /drain stay on loopback.
         "admin": {
             "address": "0.0.0.0",

@@ -27,6 +27,9 @@ from sc_operator.render.names import (
     DEPLOYMENT_ANNOTATION,
     DEPLOYMENT_LABEL,
     ESSENTIAL_ANNOTATION,
+    PROMETHEUS_PATH_ANNOTATION,
+    PROMETHEUS_PORT_ANNOTATION,
+    PROMETHEUS_SCRAPE_ANNOTATION,
     PROXY_VERSION_ANNOTATION,
     label_value,
     managed_labels,
@@ -76,6 +79,15 @@ def needs_redirect(inputs: RenderInputs) -> bool:
 
 def pod_labels(inputs: RenderInputs) -> dict[str, str]:
     return {**managed_labels(inputs.service_name), DEPLOYMENT_LABEL: label_value(inputs.deployment_name)}
+
+
+def scrape_annotations(plan: PortPlan) -> dict[str, str]:
+    """Where Prometheus scrapes the proxy: its pod-reachable metrics port (``plan.admin``), ``/metrics``."""
+    return {
+        PROMETHEUS_SCRAPE_ANNOTATION: "true",
+        PROMETHEUS_PORT_ANNOTATION: str(plan.admin),
+        PROMETHEUS_PATH_ANNOTATION: "/metrics",
+    }
 
 
 def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +153,8 @@ def render_deployment(
     if inputs.service_connect is not None:
         template_annotations[CONFIG_HASH_ANNOTATION] = config_hash
         template_annotations[PROXY_VERSION_ANNOTATION] = inputs.settings.effective_proxy_version
+        if inputs.settings.prometheus_annotations:
+            template_annotations.update(scrape_annotations(plan))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

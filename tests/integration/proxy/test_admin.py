@@ -40,12 +40,12 @@ def test_endpoints(admin_port: int, start_proxy: Start) -> None:
     assert status == 200
     doc = json.loads(body)
     assert doc["version"] == "admin-7f3c"
-    assert doc["service"] == {"namespace": "shop", "name": "front"}
+    assert doc["service"] == {"namespace": "shop", "name": "front", "cluster": ""}
     assert doc["drainSeconds"] == 20
     status, body = proxy.get("/metrics")
     assert status == 200
     assert b"process_resident_memory_bytes" in body
-    assert b'\nProxyConfigInfo{version="admin-7f3c"} 1\n' in body
+    assert b'\nProxyConfigInfo{ServiceName="front",version="admin-7f3c"} 1\n' in body
     assert proxy.get("/ready", method="HEAD") == (200, b"")
     assert proxy.get("/nope")[0] == 404
     assert proxy.get("/drain")[0] == 405  # GET must not drain

@@ -46,11 +46,23 @@ def test_environment_and_cli_overrides() -> None:
         ({"SC_PROXY_RESOURCES": "{bad"}, "SC_PROXY_RESOURCES: not valid JSON"),
         ({"SC_PROXY_RESOURCES": '{"request": {}}'}, "only 'requests' and 'limits' are allowed"),
         ({"SC_PROXY_SIZING": '{"cpu_units": 0}'}, "SC_PROXY_SIZING.cpu_units: Input should be greater than"),
+        ({"SC_CLUSTER_NAME": "prod eu"}, "SC_CLUSTER_NAME: String should match pattern"),
+        ({"SC_CLUSTER_NAME": ""}, "SC_CLUSTER_NAME: String should match pattern"),
+        ({"SC_PROMETHEUS_ANNOTATIONS": "maybe"}, "SC_PROMETHEUS_ANNOTATIONS: Input should be a valid bool"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("{", r"\{")):
         OperatorSettings.load(env)
+
+
+def test_cluster_name_and_scrape_annotations() -> None:
+    assert OperatorSettings().cluster_name == "kubernetes"
+    assert OperatorSettings().prometheus_annotations is True
+    env = {"SC_CLUSTER_NAME": "k8s.eu-west-1.example", "SC_PROMETHEUS_ANNOTATIONS": "false"}
+    s = OperatorSettings.load(env)
+    assert s.cluster_name == "k8s.eu-west-1.example"
+    assert s.prometheus_annotations is False
 
 
 def test_interception_from_namespace_label() -> None:
