@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -304,22 +305,56 @@ def test_new_endpoints_reach_clients_only_after_a_redeploy(
     extra["spec"]["taskDefinition"]["family"] = "extra"
     sc = extra["spec"]["serviceConnectConfiguration"]["services"][0]
     sc["discoveryName"] = "extra"
-    sc["clientAliases"] = [{"port": 80, "dnsName": "extra"}]
+    sc["clientAliases"] = [{"port": 80, "dnsName": "extra-alias"}]
     assert apply(kubectl, extra).returncode == 0
     wait_for("extra Accepted", lambda: accepted(kubectl, "extra"))
     rolled_out(kubectl, "extra")
     # The running client task was pinned to the endpoints of its deployment: "extra" is not among them.
-    assert fetch(kubectl, "http://extra:80/", timeout_s=3).returncode != 0
-    # A new deployment of the client (any task definition change) pins the current endpoints.
-    kubectl(
-        "patch", "connectservice", CLIENT, "-n", NS, "--type=json", "-p",
-        json.dumps([{"op": "add", "path": "/spec/taskDefinition/containerDefinitions/0/environment",
-                     "value": [{"name": "REDEPLOY", "value": "1"}]}]),
+    assert fetch(kubectl, "http://extra-alias:80/", timeout_s=3).returncode != 0
+    # `scctl redeploy` (ECS update-service --force-new-deployment): a new deployment of the same
+    # definition pins the current endpoints; `kubectl rollout restart` would keep the old pin.
+    before = kubectl("get", "deployment", CLIENT, "-n", NS, "-o", "jsonpath={.metadata.generation}")
+    scctl = Path(sys.executable).with_name("scctl")
+    proc = subprocess.run(
+        [str(scctl), "redeploy", f"{NS}/{CLIENT}", "--kubeconfig", str(kubectl.kubeconfig), "--wait", "120"],
+        capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert kubectl("get", "deployment", CLIENT, "-n", NS, "-o", "jsonpath={.metadata.generation}") != before
     rolled_out(kubectl, CLIENT)
-    wait_for(
-        "the redeployed client to reach extra", lambda: fetch(kubectl, "http://extra:80/").returncode == 0
+    # Every name a client may use resolves (seed: the port name, the discovery name, the alias).
+    for name in ("extra-alias", "extra"):
+        wait_for(
+            f"the redeployed client to reach {name}",
+            lambda name=name: fetch(kubectl, f"http://{name}:80/").returncode == 0,  # type: ignore[misc]
+        )
+
+
+def test_admin_is_loopback_only_while_probes_and_metrics_reach_the_pod(
+    tutorial: None, kubectl: Kubectl
+) -> None:
+    """From another pod: the proxy's /ready and /metrics answer on the pod IP (kubelet, Prometheus);
+    /config and POST /drain do not (they are on the loopback admin listener only)."""
+    pod = pods(kubectl, NGINX)[0]
+    ip = pod["status"]["podIP"]
+    annotations = pod["metadata"].get("annotations") or {}
+    port = annotations.get("prometheus.io/port")
+    assert port, annotations
+    ready = fetch(kubectl, f"http://{ip}:{port}/ready")
+    assert ready.returncode == 0, ready.stderr
+    assert fetch(kubectl, f"http://{ip}:{port}/metrics").returncode == 0
+    assert "404" in fetch(kubectl, f"http://{ip}:{port}/config").stderr
+    local = proxy_python(
+        kubectl,
+        f"pod/{pod['metadata']['name']}",
+        "import json,urllib.request;print(json.load(urllib.request.urlopen("
+        "'http://127.0.0.1:9902/config'))['version'])",
     )
+    assert local.strip()
+    # 9902: the loopback admin port's default (nginx's own port 80 does not move it).
+    refused = fetch(kubectl, f"http://{ip}:9902/config", timeout_s=3)
+    assert refused.returncode != 0
+    assert "200 OK" not in refused.stderr
 
 
 @pytest.fixture(scope="module")
