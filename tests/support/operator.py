@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -149,6 +149,16 @@ class Kubelet:
             if not _is_ready(pod):
                 self.set(pod)
         return len(pods)
+
+
+def running_operator(kube_api: KubeAPI, workdir: Path, **env: str) -> Iterator[OperatorProcess]:
+    """An operator with extra settings ``env``, stopped when the generator closes (for fixtures)."""
+    op = OperatorProcess(kube_api, workdir, env=env)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
 
 
 def _is_ready(pod: dict[str, Any]) -> bool:

@@ -48,9 +48,12 @@ def wp_operator(
     wp_network: Network,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(
-        kube_api, tmp_path_factory.mktemp("operator"), env={"SC_DNS_RESOLVER": wp_network.resolver}
-    )
+    yield from run_operator(kube_api, tmp_path_factory.mktemp("operator"), wp_network)
+
+
+def run_operator(kube_api: KubeAPI, workdir: Path, network: Network, **env: str) -> Iterator[OperatorProcess]:
+    """The operator resolving through the harness's DNS, with extra settings ``env``, until closed."""
+    op = OperatorProcess(kube_api, workdir, env={"SC_DNS_RESOLVER": network.resolver, **env})
     op.start()
     try:
         yield op

@@ -14,7 +14,7 @@ import yaml
 
 from sc_operator.kube import CONNECT_SERVICES, PODS, Kube
 from support.envtest import KubeAPI
-from support.operator import OperatorProcess, accepted, wait_for
+from support.operator import OperatorProcess, accepted, running_operator, wait_for
 from support.proxy import parse_metrics
 from support.tasks import Harness, Network, Task, http_get, in_netns
 
@@ -33,13 +33,12 @@ def wp_operator(
     wp_network: Network,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    env = {"SC_DNS_RESOLVER": wp_network.resolver, "SC_CLUSTER_NAME": CLUSTER}
-    op = OperatorProcess(kube_api, tmp_path_factory.mktemp("operator"), env=env)
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+    yield from running_operator(
+        kube_api,
+        tmp_path_factory.mktemp("operator"),
+        SC_DNS_RESOLVER=wp_network.resolver,
+        SC_CLUSTER_NAME=CLUSTER,
+    )
 
 
 def deploy(kube: Kube, namespace: str, connect_ns: str, example: str) -> None:
