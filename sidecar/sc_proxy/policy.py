@@ -107,6 +107,21 @@ def is_outlier_status(status: int, grpc_status: int | None = None) -> bool:
     return status >= 500 or grpc_status == GRPC_UNAVAILABLE
 
 
+#: HTTP/2 error codes (RFC 9113 §7) the reset rule below names.
+H2_NO_ERROR: Final = 0x0
+H2_REFUSED_STREAM: Final = 0x7
+
+
+def is_outlier_reset(code: int, response_started: bool) -> bool:
+    """Whether an HTTP/2 task resetting a stream counts as a failure of the task, like an HTTP/1.1 task
+    closing its connection under a request: any reset before the response, but REFUSED_STREAM (the task
+    did not process it: RFC 9113 §8.7, a retry, not a fault); any reset in the middle of the response but
+    NO_ERROR (the response is complete and the task only wants no more of the request body, §8.1)."""
+    if response_started:
+        return code != H2_NO_ERROR
+    return code != H2_REFUSED_STREAM
+
+
 def may_retry_status(status: int, retry_on_503: bool, grpc_status: int | None = None) -> bool:
     """Answers that are retried (ECS: "retry twice on connection failure or 503"): a 503, or its gRPC form
     UNAVAILABLE, unless ``retryOn503`` is off."""

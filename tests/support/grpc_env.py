@@ -140,6 +140,7 @@ class _ScriptedProtocol(asyncio.Protocol):
         self.closing = False
         self.trailers: dict[int, list[tuple[bytes, bytes]]] = {}
         self.failing: set[int] = set()  # streams asking this server to fail (``/fail-on/…``)
+        self.resetting: set[int] = set()  # … to break the response midway (``/fail-on/…/midreset``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -170,8 +171,12 @@ class _ScriptedProtocol(asyncio.Protocol):
                     self.h2.reset_stream(ev.stream_id, ErrorCodes.REFUSED_STREAM)
                     continue
                 self.bodies[ev.stream_id] = bytearray()
-                if self.server.mode == "echo" and _fails_on(dict(ev.headers or []), self.server.name):
-                    self.failing.add(ev.stream_id)
+                headers = dict(ev.headers or [])
+                if self.server.mode == "echo" and _fails_on(headers, self.server.name):
+                    if headers.get(b":path", b"").rstrip(b"/").endswith(b"/midreset"):
+                        self.resetting.add(ev.stream_id)
+                    else:
+                        self.failing.add(ev.stream_id)
             elif isinstance(ev, DataReceived):
                 assert ev.stream_id is not None
                 assert ev.data is not None
@@ -189,6 +194,14 @@ class _ScriptedProtocol(asyncio.Protocol):
                     self.server.max_open = max(self.server.max_open, self.server.open_streams)
                     loop = asyncio.get_running_loop()
                     loop.call_later(0.2, self._answer_later, ev.stream_id, bytes(body))
+                if body is not None and ev.stream_id in self.resetting:
+                    # A response broken midway: the head and some data, then RST_STREAM.
+                    self.resetting.discard(ev.stream_id)
+                    head = [(b":status", b"200"), (b"x-served-by", self.server.name.encode())]
+                    self.h2.send_headers(ev.stream_id, head)
+                    self.h2.send_data(ev.stream_id, b"partial ")
+                    self.h2.reset_stream(ev.stream_id, ErrorCodes.INTERNAL_ERROR)
+                    continue
                 if body is not None and (self.server.mode == "fail" or ev.stream_id in self.failing):
                     self.failing.discard(ev.stream_id)
                     head = [(b":status", b"503"), (b"x-served-by", self.server.name.encode())]
@@ -248,7 +261,8 @@ class ScriptedH2Server:
     ``x-trailer: intact``), ``refuse`` (RST_STREAM REFUSED_STREAM), ``hang`` (never answers) or ``goaway``
     (echo, then GOAWAY after ``goaway_after`` streams on a connection, ignoring the streams above it) or
     ``slow`` (echo after 200 ms) or ``fail`` (503). In ``echo`` mode a request for
-    ``/fail-on/<name>[,<name>…]/…`` naming this server is answered 503 too. ``max_streams``: the
+    ``/fail-on/<name>[,<name>…]/…`` naming this server is answered 503 too (``…/midreset``: the head and
+    some data, then RST_STREAM INTERNAL_ERROR). ``max_streams``: the
     SETTINGS_MAX_CONCURRENT_STREAMS it announces."""
 
     def __init__(

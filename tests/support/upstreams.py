@@ -8,7 +8,8 @@ implementation independent of the proxy's parser):
 - ``/status/<code>``: that status; ``/delay/<ms>``: answer after a pause; ``/close``: ``Connection: close``;
 - ``/reset``: abort the connection without answering;
 - ``/stream/<bytes>``: a chunked body of that size;
-- ``/fail-on/<name>[,<name>…]/<reset|code>``: the upstreams named reset or answer ``<code>``, others 200;
+- ``/fail-on/<name>[,<name>…]/<reset|midreset|code>``: the upstreams named reset (``midreset``: after the
+  head and a first chunk of the body) or answer ``<code>``, others 200;
 - ``/garbage``: a reply that is not HTTP;
 - ``/echo``: the request body streamed back (chunked); ``/sink``: the body's length and sha256 (streamed).
 
@@ -111,8 +112,14 @@ async def _handle(
     parts = path.split("?")[0].strip("/").split("/")
     if parts[0] == "fail-on" and len(parts) > 2 and name in parts[1].split(","):
         # /fail-on/<names>/<reset|status>: only the upstreams named fail; the others answer 200.
-        parts = ["reset"] if parts[2] == "reset" else ["status", parts[2]]
-    if parts[0] == "reset":
+        parts = [parts[2]] if parts[2] in ("reset", "midreset") else ["status", parts[2]]
+    if parts[0] == "midreset":
+        await _send(
+            writer, conn, h11.Response(status_code=200, headers=[*base, (b"transfer-encoding", b"chunked")])
+        )
+        await _send(writer, conn, h11.Data(data=b"partial "))
+        await writer.drain()
+    if parts[0] in ("reset", "midreset"):
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         writer.transport.abort()

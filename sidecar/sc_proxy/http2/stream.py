@@ -263,9 +263,9 @@ class ProxyStream:
             return
         host = self.host
         self._detach_up(None)
+        if host is not None and policy.is_outlier_reset(code, response_started=self.resp_status != 0):
+            self.route.cluster.report_failure(host)
         if self.resp_status == 0:
-            if code != _REFUSED and host is not None:
-                self.route.cluster.report_failure(host)
             message = f"upstream reset before response: {code_name(code)}"
             self._retry_or_fail(503, grpc.UNAVAILABLE, message, "UR", refused=code == _REFUSED)
         else:

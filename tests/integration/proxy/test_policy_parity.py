@@ -202,3 +202,39 @@ def test_a_lone_failing_task_is_retried_and_never_ejected(make: Callable[[str], 
     assert proxy.metric("TargetRetryCount", TargetDiscoveryName=label) == 4 * 2
     assert proxy.metric("TargetEjectionCount", TargetDiscoveryName=label) == 0
     assert "outlier: ejected" not in proxy.output()
+
+
+@pytest.mark.parametrize("protocol", ["http1", "http2"])
+def test_a_task_breaking_its_responses_midway_is_ejected(
+    protocol: str, start_proxy: Start, tmp_path: Path
+) -> None:
+    # b sends the head and part of the body, then breaks the response (HTTP/1.1: aborts the connection;
+    # HTTP/2: RST_STREAM INTERNAL_ERROR). Too late to retry (the client has the head), but a failure of the
+    # task all the same: its 5th broken response within 30 s ejects it, on either protocol.
+    if protocol == "http1":
+        ups = start_upstreams(tmp_path, "ab")
+        cfg, ports = proxy_config([http_endpoint("backend", [(u.host, u.port) for u in ups], **POLICY)])
+        url, label, client = f"http://{VIP}:{ports['backend']}", "backend", httpx.Client(timeout=5)
+        closers: list[Callable[[], object]] = [u.stop for u in ups]
+    else:
+        servers = [ScriptedH2Server("a", "127.0.0.41"), ScriptedH2Server("b", "127.0.0.42")]
+        cfg, ports = client_config([endpoint("web", [(s.host, s.port) for s in servers], "http2", **POLICY)])
+        url, label = f"http://{H2_VIP}:{ports['web']}", "web"
+        client = httpx.Client(http1=False, http2=True, timeout=5)
+        closers = [s.close for s in servers]
+    proxy = start_proxy(cfg)
+    served = []
+    try:
+        for _ in range(14):
+            try:
+                r = client.get(url + "/fail-on/b/midreset")
+                served.append(r.headers.get("x-served-by") or r.json()["name"])
+            except httpx.HTTPError:
+                served.append("broken")
+    finally:
+        client.close()
+        for close in closers:
+            close()
+    assert served == ["a", "broken"] * 5 + ["a"] * 4
+    assert proxy.metric("TargetEjectionCount", TargetDiscoveryName=label) == 1
+    assert proxy.metric("TargetRetryCount", TargetDiscoveryName=label) == 0

@@ -112,3 +112,14 @@ def test_retry_budget_body_and_response() -> None:
     assert not policy.may_retry(0, body_replayable=True, response_started=False)
     assert not policy.may_retry(2, body_replayable=False, response_started=False)
     assert not policy.may_retry(2, body_replayable=True, response_started=True)
+
+
+def test_which_http2_resets_are_failures_of_the_task() -> None:
+    internal, cancel = 0x2, 0x8
+    # Before the response: any reset but REFUSED_STREAM (the task did not process the request).
+    assert policy.is_outlier_reset(internal, response_started=False)
+    assert policy.is_outlier_reset(cancel, response_started=False)
+    assert not policy.is_outlier_reset(policy.H2_REFUSED_STREAM, response_started=False)
+    # During the response: any reset but NO_ERROR (the response is whole; only the request body is cut).
+    assert policy.is_outlier_reset(internal, response_started=True)
+    assert not policy.is_outlier_reset(policy.H2_NO_ERROR, response_started=True)
