@@ -378,6 +378,16 @@ class RegistryWriter:
         with self._lock:
             for meta in metas:
                 hit = self._seen.get((meta["name"], str(meta["resourceVersion"])))
+                latest = self._latest.get(meta["name"])
+                if (
+                    hit is not None
+                    and latest is not None
+                    and latest.resource_version != meta["resourceVersion"]
+                ):
+                    # The cache (resourceVersion 0) lags behind a version this process saw later, which it
+                    # wrote or read consistently on top of this one: that one is newer.
+                    meta = {**meta, "resourceVersion": latest.resource_version}
+                    hit = latest.registry
                 if hit is not None:
                     out[meta["name"]] = ({"metadata": meta}, hit)
         if len(out) < len(metas):  # versions written by someone else (or before a restart)

@@ -17,7 +17,7 @@ from kubernetes import client
 
 from sc_operator import GROUP, VERSION
 from sc_operator.api.common import Endpoint, ServiceRef
-from sc_operator.kube import Kube
+from sc_operator.kube import CONNECT_NAMESPACES, METADATA_LIST, Kube
 from sc_operator.registry import (
     NamespaceNotFound,
     Registry,
@@ -212,3 +212,29 @@ def test_writer_memory_never_hides_a_change_made_elsewhere(api_client: Any, conn
     assert {
         str(e.service) for e in read(api, connect_namespace).endpoints if e.discovery_name == "svc-00"
     } == {"other/newcomer"}
+
+
+def test_a_lagging_cache_never_hides_the_writers_own_write(api_client: Any, connect_namespace: str) -> None:
+    """registries() lists from the API server's cache (resourceVersion 0), which may still show the version
+    before this writer's last write: the writer's own later version wins."""
+    kube = Kube(api_client)
+    writer = RegistryWriter(kube)
+    svc = [ServiceRef(namespace="shop", name=f"svc-{i:02d}") for i in range(2)]
+    writer.update(connect_namespace, lambda r: register(r, svc[0], endpoints_for(0)))
+    original = kube.request
+    stale = original("GET", CONNECT_NAMESPACES.path(), query={"resourceVersion": "0"}, accept=METADATA_LIST)
+    writer.update(connect_namespace, lambda r: register(r, svc[1], endpoints_for(1)))
+
+    def lagging(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if (kwargs.get("query") or {}).get("resourceVersion") == "0":
+            return stale  # the cache has not seen the second write yet
+        return original(method, path, *args, **kwargs)
+
+    kube.request = lagging  # type: ignore[method-assign]
+    meta, listed = writer.registries()[connect_namespace]
+    assert listed.revision == 2
+    assert [m.service for m in listed.members] == svc
+    stored = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        GROUP, VERSION, PLURAL, connect_namespace
+    )
+    assert meta["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
