@@ -17,8 +17,8 @@ a failure.
   the registry and their tasks into headless Services here (:mod:`sc_operator.reconcile.peers`).
 
 Tuning (environment): ``SERVICECONNECT_PROGRESS_DEADLINE_SECONDS`` (600), ``SERVICECONNECT_RESYNC_SECONDS``
-(30), ``SERVICECONNECT_WORKERS`` (48), ``SERVICECONNECT_PEER_SYNC_SECONDS`` (10); rendering settings are the ``SC_*`` variables of
-:mod:`sc_operator.settings`.
+(30), ``SERVICECONNECT_WORKERS`` (48), ``SERVICECONNECT_PEER_SYNC_SECONDS`` (10, how often linked clusters
+are read); rendering settings are the ``SC_*`` variables of :mod:`sc_operator.settings`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from sc_operator.kube import (
     Kube,
     is_transient,
 )
-from sc_operator.reconcile.context import Context, Tuning
 from sc_operator.peer_client import PeerClients
+from sc_operator.reconcile.context import Context, Tuning
 from sc_operator.reconcile.namespace import NamespaceInUse, check_deletable, initialise
 from sc_operator.reconcile.peers import needs_sync, sync_peers
 from sc_operator.reconcile.redeploy import check_auto_redeploy, policy_applies
@@ -269,7 +269,7 @@ def _links(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     return needs_sync(dict(spec), dict(status))
 
 
-@kopf.timer(CONNECT_NAMESPACE, interval=PEER_SYNC_SECONDS, when=_links)
+@kopf.timer(CONNECT_NAMESPACE, interval=PEER_SYNC_SECONDS, backoff=PEER_SYNC_SECONDS, when=_links)
 def namespace_peers(name: str, **_: Any) -> None:
     """Read the linked clusters (each failure is recorded per peer, never raised: local work goes on)."""
     _guard(f"linking {name}", lambda: _sync_peers(name))

@@ -37,7 +37,7 @@ from sc_operator.render.names import (
 PEER_CLUSTER_LABEL = f"{GROUP}/peer-cluster"
 CONNECT_NAMESPACE_LABEL = f"{GROUP}/connect-namespace"
 #: EndpointSlices with another managed-by are left alone by the endpointslice controller.
-SLICE_MANAGER = f"{GROUP}/peer-mirror"
+SLICE_MANAGER = f"peer-mirror.{GROUP}"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 

@@ -158,9 +158,9 @@ def _apply_mirrors(
         backends = views[ep.cluster].backends.get(key, [])
         try:
             _mirror_one(ctx, ep, name, uid, backends, existing.get(key), slices.get(key, []))
-        except ApiError as exc:
+        except ApiError as exc:  # one endpoint's mirror must not stop the others'; retried next round
             if exc.status != 404:  # 404: the Kubernetes namespace does not exist here (reported)
-                raise
+                log.warning("ConnectNamespace %s: mirroring %s/%s failed: %s", name, key[0], key[1], exc)
 
 
 def _mirror_one(
