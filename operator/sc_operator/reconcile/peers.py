@@ -148,8 +148,9 @@ def _apply_mirrors(
         ).append(sl)
     kept_clusters = {label_value(c) for c in unanswered}
     for key, svc in existing.items():
-        if key in wanted or (svc["metadata"].get("labels") or {}).get(PEER_CLUSTER_LABEL) in kept_clusters:
-            continue  # wanted, or the last known state of a peer that did not answer
+        origin = (svc["metadata"].get("labels") or {}).get(PEER_CLUSTER_LABEL)
+        if origin is None or key in wanted or origin in kept_clusters:
+            continue  # not a mirror; wanted; or the last known state of a peer that did not answer
         for sl in slices.get(key, []):
             ctx.kube.delete(ENDPOINT_SLICES, sl["metadata"]["name"], key[0])
         ctx.kube.delete(SERVICES, key[1], key[0])
