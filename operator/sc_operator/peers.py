@@ -30,6 +30,7 @@ from typing import Any
 from sc_operator.api.common import Endpoint
 from sc_operator.reconcile.conditions import set_condition
 from sc_operator.registry import Registry, find_conflict
+from sc_operator.validation.namespace import refused_peers
 
 #: The ConnectNamespace condition that sums up the links.
 CONDITION = "PeersSynced"
@@ -279,23 +280,10 @@ def summary(states: Sequence[PeerState]) -> tuple[str, str, str]:
 
 
 def check_peers(own_cluster: str, peers: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Rules on ``spec.peers`` the schema cannot say: per refused cluster name, why (field named)."""
+    """Per refused cluster name, why (rule and field named): the rules of
+    :func:`sc_operator.validation.namespace.refused_peers`, which the admission webhook and ``scctl
+    validate`` apply too (without the own-name rule)."""
     refused: dict[str, str] = {}
-    seen: set[str] = set()
-    for i, peer in enumerate(peers):
-        name = str(peer.get("cluster", ""))
-        where = f"spec.peers[{i}]"
-        if name in seen:
-            refused[name] = f"{where}.cluster: {name!r} is listed twice; each linked cluster once"
-        elif name == own_cluster:
-            refused[name] = (
-                f"{where}.cluster: {name!r} is this cluster's own name (the operator's SC_CLUSTER_NAME); "
-                "a link needs two distinct names, or mirrored endpoints could not be told from local ones"
-            )
-        elif peer.get("network", "flat") == "gateway":
-            refused[name] = (
-                f"{where}.network: 'gateway' is not built yet: the peer is not linked (use 'flat' where pod "
-                "IPs are routable between the clusters; see docs/operator.md, Linking clusters)"
-            )
-        seen.add(name)
+    for name, violation in refused_peers(peers, own_cluster):
+        refused.setdefault(name, str(violation))
     return refused

@@ -264,3 +264,31 @@ def test_only_ready_peer_tasks_on_the_named_port_are_mirrored() -> None:
     got = backends_of([endpoint], "ns", peer_slices)
     assert got == {("shop", name): [Backend("10.1.0.5", 8080), Backend("10.1.0.7", 8080)]}
     assert ready_backends([], "http") == []
+
+
+def test_the_same_peer_rules_at_admission_and_in_scctl_validate() -> None:
+    from sc_operator.validation import validate_namespace
+    from sc_operator.webhooks import review_connect_namespace
+
+    secret = {"namespace": "sc", "name": "s"}
+    obj = {
+        "metadata": {"name": "mesh"},
+        "spec": {
+            "peers": [
+                {"cluster": "a", "kubeconfigSecret": secret, "network": "gateway"},
+                {"cluster": "c", "kubeconfigSecret": secret},
+                {"cluster": "c", "kubeconfigSecret": secret},
+            ]
+        },
+    }
+    violations = validate_namespace(obj)
+    assert [(v.rule, v.field) for v in violations] == [
+        ("peer-network-gateway", "spec.peers[0].network"),
+        ("peer-duplicate", "spec.peers[2].cluster"),
+    ]
+    verdict = review_connect_namespace(obj)
+    assert not verdict.allowed
+    assert "[peer-network-gateway]" in verdict.message
+    flat = {"metadata": {"name": "mesh"}, "spec": {"peers": [{"cluster": "a", "kubeconfigSecret": secret}]}}
+    assert validate_namespace(flat) == []
+    assert review_connect_namespace(flat).allowed
