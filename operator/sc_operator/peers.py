@@ -287,3 +287,26 @@ def check_peers(own_cluster: str, peers: Sequence[Mapping[str, Any]]) -> dict[st
     for name, violation in refused_peers(peers, own_cluster):
         refused.setdefault(name, str(violation))
     return refused
+
+
+def transitions(
+    before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, str, str]]:
+    """Events for what changed in ``status.peers``: (type, reason, message), one per news.
+
+    A peer turning unreachable or refused is a Warning, its return a Normal event, a new conflict a
+    Warning; a peer that stays as it was says nothing (the poll repeats every few seconds)."""
+    old = {s.cluster: s for s in (PeerState.from_status(raw) for raw in before)}
+    events: list[tuple[str, str, str]] = []
+    for state in (PeerState.from_status(raw) for raw in after):
+        prev = old.get(state.cluster)
+        if state.stale and (prev is None or not prev.stale):
+            events.append(("Warning", "PeerUnreachable", f"cluster {state.cluster} {state.message}"))
+        elif not state.reachable and not state.stale and (prev is None or prev.message != state.message):
+            events.append(("Warning", "PeerRefused", f"cluster {state.cluster}: {state.message}"))
+        elif state.reachable and (prev is None or not prev.reachable):
+            events.append(("Normal", "PeerSynced", f"cluster {state.cluster}: {state.message}"))
+        for conflict in state.conflicts:
+            if prev is None or conflict not in prev.conflicts:
+                events.append(("Warning", "NameConflict", conflict))
+    return events

@@ -31,7 +31,7 @@ from sc_operator.peer_mirror import (
     render_mirror_service,
     render_mirror_slices,
 )
-from sc_operator.peers import Outcome, Reached, Refused, Unreached, check_peers, sync
+from sc_operator.peers import Outcome, Reached, Refused, Unreached, check_peers, sync, transitions
 from sc_operator.reconcile.context import Context
 from sc_operator.registry import NamespaceNotFound, Registry
 from sc_operator.render.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, label_value
@@ -67,6 +67,9 @@ def sync_peers(ctx: Context, clients: PeerClients, name: str) -> Registry | None
             registry = ctx.registry.update(name, lambda r: sync(r, outcomes, now))
         except NamespaceNotFound:
             return None
+        before = (cns.get("status") or {}).get("peers") or []
+        for type_, reason, message in transitions(before, registry.extra.get("peers") or []):
+            ctx.kube.post_event(cns, type_, reason, message)
         answered = {o.cluster for o in outcomes if isinstance(o, Reached)}
         unanswered = {o.cluster for o in outcomes if isinstance(o, Unreached)}
         _apply_mirrors(ctx, cns, registry, views, answered, unanswered)

@@ -27,6 +27,7 @@ from sc_operator.kube import (
     CONNECT_DEPLOYMENTS,
     CONNECT_NAMESPACES,
     CONNECT_SERVICES,
+    EVENTS,
     NAMESPACES,
     PODS,
     SERVICES,
@@ -266,6 +267,11 @@ def test_one_namespace_across_two_clusters(clusters: tuple[Cluster, Cluster]) ->
     synced = next(c for c in cns_b["status"]["conditions"] if c["type"] == "PeersSynced")
     assert (synced["status"], synced["reason"]) == ("False", "PeerUnreachable")
     assert "cluster a unreachable since" in synced["message"]
+    warned = wait_for(
+        "a PeerUnreachable Event",
+        lambda: [e for e in b.kube.list(EVENTS, "default") if e.get("reason") == "PeerUnreachable"],
+    )
+    assert warned[0]["involvedObject"]["name"] == CNS
     b.kube.create(CONNECT_SERVICES, service_body("cart", NS, CNS), NS)
     wait_for("cart accepted in B while A is down", lambda: is_accepted(b, "cart"))
     cart = wait_for(

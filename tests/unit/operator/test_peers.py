@@ -292,3 +292,27 @@ def test_the_same_peer_rules_at_admission_and_in_scctl_validate() -> None:
     flat = {"metadata": {"name": "mesh"}, "spec": {"peers": [{"cluster": "a", "kubeconfigSecret": secret}]}}
     assert validate_namespace(flat) == []
     assert review_connect_namespace(flat).allowed
+
+
+def test_events_say_each_change_once() -> None:
+    from sc_operator.peers import transitions
+
+    up = sync(Registry(), [Reached("a", (remote(WEB, "web"),))], T0)
+    assert up is not None
+    first = transitions([], up.extra["peers"])
+    assert [(t, r) for t, r, _ in first] == [("Normal", "PeerSynced")]
+    assert transitions(up.extra["peers"], up.extra["peers"]) == []
+    down = sync(up, [Unreached("a", "connection refused")], T0 + timedelta(minutes=1))
+    assert down is not None
+    (event,) = transitions(up.extra["peers"], down.extra["peers"])
+    assert event[:2] == ("Warning", "PeerUnreachable")
+    assert "connection refused" in event[2]
+    assert transitions(down.extra["peers"], down.extra["peers"]) == []
+    back = sync(down, [Reached("a", (remote(WEB, "web"),))], T0 + timedelta(minutes=2))
+    assert back is not None
+    assert [r for _, r, _ in transitions(down.extra["peers"], back.extra["peers"])] == ["PeerSynced"]
+    local = register(back, API, [ep(API, "api")])
+    assert local is not None
+    clash = sync(local, [Reached("a", (remote(WEB, "web"), remote(WEB, "api")))], T0 + timedelta(minutes=3))
+    assert clash is not None
+    assert [r for _, r, _ in transitions(back.extra["peers"], clash.extra["peers"])] == ["NameConflict"]
