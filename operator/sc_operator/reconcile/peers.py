@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -55,7 +56,12 @@ def needs_sync(spec: dict[str, Any] | None, status: dict[str, Any] | None) -> bo
 
 
 def sync_peers(ctx: Context, clients: PeerClients, name: str) -> Registry | None:
-    """Read every peer of ConnectNamespace ``name``, merge, mirror; the registry as written."""
+    """Read every peer of ConnectNamespace ``name``, merge, mirror; the registry as written.
+
+    Mirror objects that go are deleted *before* the registry stops listing their endpoints, and new ones
+    are created after: a local service waiting for a name a peer held registers only once the peer's
+    mirrored Service of that name is gone, so it never finds (and adopts) a selector-less stand-in.
+    """
     with _lock(name):
         cns = ctx.kube.get_or_none(CONNECT_NAMESPACES, name)
         if cns is None or cns["metadata"].get("deletionTimestamp"):
@@ -63,6 +69,12 @@ def sync_peers(ctx: Context, clients: PeerClients, name: str) -> Registry | None
         raw_peers = [p for p in (cns.get("spec") or {}).get("peers") or [] if isinstance(p, dict)]
         outcomes, views = _read_peers(ctx, clients, name, raw_peers)
         now = ctx.clock()
+        answered = {o.cluster for o in outcomes if isinstance(o, Reached)}
+        unanswered = {o.cluster for o in outcomes if isinstance(o, Unreached)}
+        current = Registry.from_status(cns.get("status"))
+        planned = sync(current, outcomes, now) or current
+        mirrors = _Mirrors.read(ctx, name)
+        mirrors.remove_unwanted(ctx, _wanted(planned, name, answered), unanswered)
         try:
             registry = ctx.registry.update(name, lambda r: sync(r, outcomes, now))
         except NamespaceNotFound:
@@ -70,9 +82,7 @@ def sync_peers(ctx: Context, clients: PeerClients, name: str) -> Registry | None
         before = (cns.get("status") or {}).get("peers") or []
         for type_, reason, message in transitions(before, registry.extra.get("peers") or []):
             ctx.kube.post_event(cns, type_, reason, message)
-        answered = {o.cluster for o in outcomes if isinstance(o, Reached)}
-        unanswered = {o.cluster for o in outcomes if isinstance(o, Unreached)}
-        _apply_mirrors(ctx, cns, registry, views, answered, unanswered)
+        mirrors.create_wanted(ctx, cns, _wanted(registry, name, answered), views)
         return registry
 
 
@@ -124,47 +134,71 @@ def _ns_exists(ctx: Context, ep: Endpoint, cache: dict[str, bool]) -> bool:
     return cache[ns]
 
 
-def _apply_mirrors(
-    ctx: Context,
-    cns: Obj,
-    registry: Registry,
-    views: dict[str, PeerView],
-    answered: set[str],
-    unanswered: set[str],
-) -> None:
-    name = cns["metadata"]["name"]
-    uid = str(cns["metadata"].get("uid", ""))
+def _wanted(registry: Registry, name: str, answered: set[str]) -> dict[tuple[str, str], Endpoint]:
+    """The mirror Services (namespace, name) the endpoints of peers that answered call for."""
     wanted: dict[tuple[str, str], Endpoint] = {}
     for ep in registry.endpoints:
         if ep.cluster in answered:
             wanted.setdefault(mirror_key(ep, name), ep)
-    selector = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, CONNECT_NAMESPACE_LABEL: label_value(name)}
-    existing = {
-        (s["metadata"]["namespace"], s["metadata"]["name"]): s
-        for s in ctx.kube.list(SERVICES, None, selector)
-    }
-    slices: dict[tuple[str, str], list[Obj]] = {}
-    for sl in ctx.kube.list(ENDPOINT_SLICES, None, selector):
-        meta = sl["metadata"]
-        slices.setdefault(
-            (meta["namespace"], (meta.get("labels") or {}).get(SERVICE_NAME_LABEL, "")), []
-        ).append(sl)
-    kept_clusters = {label_value(c) for c in unanswered}
-    for key, svc in existing.items():
-        origin = (svc["metadata"].get("labels") or {}).get(PEER_CLUSTER_LABEL)
-        if origin is None or key in wanted or origin in kept_clusters:
-            continue  # not a mirror; wanted; or the last known state of a peer that did not answer
-        for sl in slices.get(key, []):
-            ctx.kube.delete(ENDPOINT_SLICES, sl["metadata"]["name"], key[0])
-        ctx.kube.delete(SERVICES, key[1], key[0])
-    for key, ep in sorted(wanted.items()):
-        assert ep.cluster is not None
-        backends = views[ep.cluster].backends.get(key, [])
-        try:
-            _mirror_one(ctx, ep, name, uid, backends, existing.get(key), slices.get(key, []))
-        except ApiError as exc:  # one endpoint's mirror must not stop the others'; retried next round
-            if exc.status != 404:  # 404: the Kubernetes namespace does not exist here (reported)
-                log.warning("ConnectNamespace %s: mirroring %s/%s failed: %s", name, key[0], key[1], exc)
+    return wanted
+
+
+def _is_mirror(svc: Obj) -> bool:
+    """Still a mirror: owned by a ConnectNamespace (a local service's headless Service never is)."""
+    refs = svc["metadata"].get("ownerReferences") or []
+    return any(r.get("kind") == "ConnectNamespace" for r in refs)
+
+
+@dataclass
+class _Mirrors:
+    """The mirror Services and EndpointSlices of one ConnectNamespace here, by (namespace, Service)."""
+
+    services: dict[tuple[str, str], Obj]
+    slices: dict[tuple[str, str], list[Obj]]
+
+    @classmethod
+    def read(cls, ctx: Context, name: str) -> _Mirrors:
+        selector = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, CONNECT_NAMESPACE_LABEL: label_value(name)}
+        services = {
+            (s["metadata"]["namespace"], s["metadata"]["name"]): s
+            for s in ctx.kube.list(SERVICES, None, selector)
+            if (s["metadata"].get("labels") or {}).get(PEER_CLUSTER_LABEL) is not None
+        }
+        slices: dict[tuple[str, str], list[Obj]] = {}
+        for sl in ctx.kube.list(ENDPOINT_SLICES, None, selector):
+            meta = sl["metadata"]
+            service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL, "")
+            slices.setdefault((meta["namespace"], service), []).append(sl)
+        return cls(services, slices)
+
+    def remove_unwanted(
+        self, ctx: Context, wanted: dict[tuple[str, str], Endpoint], unanswered: set[str]
+    ) -> None:
+        """Delete what no answering peer calls for; keep the last known state of peers that did not
+        answer. Only objects this operator made as mirrors are touched."""
+        kept = {label_value(c) for c in unanswered}
+        for key, svc in list(self.services.items()):
+            if key in wanted or (svc["metadata"].get("labels") or {}).get(PEER_CLUSTER_LABEL) in kept:
+                continue
+            for sl in self.slices.pop(key, []):
+                ctx.kube.delete(ENDPOINT_SLICES, sl["metadata"]["name"], key[0])
+            if _is_mirror(svc):
+                ctx.kube.delete(SERVICES, key[1], key[0])
+            del self.services[key]
+
+    def create_wanted(
+        self, ctx: Context, cns: Obj, wanted: dict[tuple[str, str], Endpoint], views: dict[str, PeerView]
+    ) -> None:
+        name = cns["metadata"]["name"]
+        uid = str(cns["metadata"].get("uid", ""))
+        for key, ep in sorted(wanted.items()):
+            assert ep.cluster is not None
+            backends = views[ep.cluster].backends.get(key, [])
+            try:
+                _mirror_one(ctx, ep, name, uid, backends, self.services.get(key), self.slices.get(key, []))
+            except ApiError as exc:  # one endpoint's mirror must not stop the others'; retried next round
+                if exc.status != 404:  # 404: the Kubernetes namespace does not exist here (reported)
+                    log.warning("ConnectNamespace %s: mirroring %s/%s failed: %s", name, key[0], key[1], exc)
 
 
 def _mirror_one(
@@ -180,6 +214,14 @@ def _mirror_one(
     namespace = body["metadata"]["namespace"]
     if current is None:
         current, _ = ctx.kube.create_or_get(SERVICES, body, namespace)
+        if not _is_mirror(current):  # a local Service of that name: never adopt or change it
+            log.warning(
+                "ConnectNamespace %s: %s/%s exists and is not a mirror; left alone",
+                name,
+                namespace,
+                body["metadata"]["name"],
+            )
+            return
     elif (
         current["spec"].get("ports") != body["spec"]["ports"]
         or (current["metadata"].get("labels") or {}) != body["metadata"]["labels"]

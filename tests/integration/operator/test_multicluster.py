@@ -1,12 +1,14 @@
 """One ConnectNamespace across two clusters: two real API servers (two envtest instances), an operator
 each, linked with ``scctl link`` against the real servers.
 
-Real: both API servers and etcds, both operators, cluster A's kube-controller-manager (Deployments →
-Pods, and its endpointslice controller turning A's Ready pods into the EndpointSlices B reads), RBAC on
-both sides — B's operator reads A with the token ``scctl link`` obtained from A's TokenRequest API for a
-ServiceAccount that may only get the ConnectNamespace and list EndpointSlices. Simulated: the kubelet
-(pods are bound to a Node object and their status written, see ``support.operator.Kubelet``); the
-network (no packets here: the whole path lives in tests/integration/wholepath).
+Real: both API servers and etcds; both operators, B's running as the chart's ServiceAccount with
+``rbac.links=true`` (so the chart's least-privilege roles are proven enough); cluster A's
+kube-controller-manager (Deployments → Pods, and its endpointslice controller turning A's Ready pods into
+the EndpointSlices B reads); RBAC on both sides: B's operator reads A with the token ``scctl link``
+obtained from A's TokenRequest API for a ServiceAccount that may only get the ConnectNamespace and list
+EndpointSlices. Simulated: the kubelet (pods are bound to a Node object and their status written, see
+``support.operator.Kubelet``); the network (no packets here: the whole path lives in
+tests/integration/wholepath).
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from sc_operator.kube import (
     Resource,
 )
 from sc_operator.peer_client import ENDPOINT_SLICES, SECRETS, kube_from_kubeconfig
+from sc_operator.peer_mirror import SLICE_MANAGER
 from sc_operator.render.names import headless_service_name
 from support.crds import crd_documents, wait_established
-from support.envtest import EnvTest, Unavailable
+from support.envtest import EnvTest, Unavailable, find_tools
 from support.gate import unavailable
+from support.helmchart import Helm
 from support.operator import OperatorProcess, accepted, service_body, wait_for
 
 CNS = "mesh"
@@ -61,7 +65,63 @@ class Cluster:
         return self.env.api.kubeconfig
 
 
-def _start(name: str, assets: Path, tmp: Path, controllers: bool) -> Cluster:
+RBAC_PATHS = {
+    "ServiceAccount": Resource("", "v1", "serviceaccounts"),
+    "Role": Resource("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": Resource("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    "ClusterRole": Resource("rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False),
+    "ClusterRoleBinding": Resource(
+        "rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False
+    ),
+}
+
+
+def chart_account(kube: Kube, api_url: str, ca: Path, tmp: Path) -> Path:
+    """The chart's ServiceAccount and roles with ``rbac.links=true`` (release namespace LINKS), and a
+    kubeconfig with a TokenRequest token for it: an operator that runs as what the chart grants."""
+    try:
+        helm = Helm(find_tools() / "helm")
+    except Unavailable as exc:
+        unavailable(f"no helm: {exc}")
+    docs = helm.template(release="sc", namespace=LINKS, sets={"rbac.links": True})
+    account = None
+    for doc in docs:
+        res = RBAC_PATHS.get(doc["kind"])
+        if res is None:
+            continue
+        kube.create(res, doc, LINKS if res.namespaced else None)
+        if doc["kind"] == "ServiceAccount":
+            account = doc["metadata"]["name"]
+    assert account is not None
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600},
+    }
+    token = kube.request("POST", RBAC_PATHS["ServiceAccount"].path(LINKS, account, "token"), request)[
+        "status"
+    ]["token"]
+    path = tmp / "chart-account.kubeconfig"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": api_url, "certificate-authority": str(ca)}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+        "current-context": "c",
+    }
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    # Guard against a test that passes because it runs as admin: no Secrets outside the release namespace.
+    as_account = kube_from_kubeconfig(doc)
+    with pytest.raises(ApiError) as info:
+        as_account.list(SECRETS, NS)
+    assert info.value.status == 403
+    assert as_account.get_or_none(SECRETS, "absent", LINKS) is None  # allowed: 404, not 403
+    return path
+
+
+def _start(name: str, assets: Path, tmp: Path, controllers: bool, as_chart: bool = False) -> Cluster:
     env = EnvTest(assets, tmp / f"envtest-{name}")
     api = env.start()
     if controllers:
@@ -84,11 +144,10 @@ def _start(name: str, assets: Path, tmp: Path, controllers: bool) -> Cluster:
     kube.create(
         CONNECT_NAMESPACES, {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": CNS}}
     )
-    op = OperatorProcess(
-        api,
-        tmp / f"operator-{name}",
-        env={"SC_CLUSTER_NAME": name, "SERVICECONNECT_PEER_SYNC_SECONDS": "1"},
-    )
+    op_env = {"SC_CLUSTER_NAME": name, "SERVICECONNECT_PEER_SYNC_SECONDS": "1"}
+    if as_chart:
+        op_env["KUBECONFIG"] = str(chart_account(kube, api.url, api.certs.ca_cert, tmp))
+    op = OperatorProcess(api, tmp / f"operator-{name}", env=op_env)
     (tmp / f"operator-{name}").mkdir()
     op.start()
     return Cluster(name, env, kube, op)
@@ -101,7 +160,9 @@ def clusters(
     tmp = tmp_path_factory.mktemp("multicluster")
     a = _start("a", envtest_assets, tmp, controllers=True)
     try:
-        b = _start("b", envtest_assets, tmp, controllers=False)
+        # B's operator runs as the chart's ServiceAccount (rbac.links=true), not as admin: what the
+        # chart grants is enough to link (Secrets in its namespace only, EndpointSlices for the mirror).
+        b = _start("b", envtest_assets, tmp, controllers=False, as_chart=True)
     except BaseException:
         a.operator.stop()
         a.env.stop()
@@ -289,13 +350,27 @@ def test_one_namespace_across_two_clusters(clusters: tuple[Cluster, Cluster]) ->
     )
     wait_for("cart in A's registry", lambda: endpoints(a).get("cart") == "b", timeout=60)
 
-    # Deleting A's service deregisters it everywhere, mirror included.
+    # Deleting A's service deregisters it everywhere, mirror included; B's nginx-b, refused while A held
+    # the name, is retried and now gets it, with a headless Service of its own (not the mirror's).
     a.kube.delete(CONNECT_SERVICES, "nginx", NS)
-    wait_for("nginx gone from B's registry", lambda: "nginx" not in endpoints(b))
-    wait_for(
-        "nginx's mirror gone from B",
-        lambda: b.kube.get_or_none(SERVICES, headless_service_name("nginx", CNS), NS) is None,
+    wait_for("nginx no longer A's in B's registry", lambda: endpoints(b).get("nginx") != "a")
+    wait_for("nginx-b accepted once the name is free", lambda: is_accepted(b, "nginx-b"), timeout=60)
+    assert endpoints(b)["nginx"] is None
+    local = wait_for(
+        "nginx-b's own headless Service",
+        lambda: (
+            (svc := b.kube.get_or_none(SERVICES, headless_service_name("nginx", CNS), NS))
+            and svc["spec"].get("selector")
+            and svc
+        ),
     )
+    assert local["metadata"]["ownerReferences"][0]["kind"] == "ConnectService"
+    assert not [
+        s
+        for s in b.kube.list(ENDPOINT_SLICES, NS, cached=False)
+        if s["metadata"]["labels"].get("endpointslice.kubernetes.io/managed-by") == SLICE_MANAGER
+        and s["metadata"]["labels"].get("kubernetes.io/service-name") == local["metadata"]["name"]
+    ]
 
     # Unlinking removes the peer's endpoints; the namespace and B's own services stay.
     a.kube.create(CONNECT_SERVICES, service_body("search", NS, CNS), NS)
@@ -309,7 +384,7 @@ def test_one_namespace_across_two_clusters(clusters: tuple[Cluster, Cluster]) ->
         "--peer-namespace", LINKS,
         "--cluster-name", b.name,
     )  # fmt: skip
-    wait_for("A's endpoints gone from B", lambda: endpoints(b) == {"api": None, "cart": None})
+    wait_for("A's endpoints gone from B", lambda: endpoints(b) == {"api": None, "cart": None, "nginx": None})
     wait_for(
         "search's mirror gone",
         lambda: b.kube.get_or_none(SERVICES, headless_service_name("search", CNS), NS) is None,
