@@ -8,6 +8,8 @@
   ECS JSON in (input or output forms), ConnectService (and Namespace, ConnectNamespace) YAML out
 - ``scctl redeploy NAMESPACE/SERVICE``: a new deployment pinning the namespace's current endpoints
   (ECS ``update-service --force-new-deployment``; see :mod:`sc_operator.cli_redeploy`)
+- ``scctl link NS --peer-name a --peer-kubeconfig FILE --cluster-name b`` / ``scctl unlink``: share a
+  ConnectNamespace with another cluster (:mod:`sc_operator.cli_link`)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from sc_operator import API_VERSION, __version__, cli_redeploy
+from sc_operator import API_VERSION, __version__, cli_link, cli_redeploy
 from sc_operator.api.common import ServiceRef
 from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.crdgen import multi_document_yaml
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="metadata.namespace (default: the cluster's name with --cluster, else none)",
     )
     cli_redeploy.add_parser(sub)
+    cli_link.add_parsers(sub)
     return parser
 
 
@@ -287,6 +290,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None) -> i
         return cmd_validate(args, out, err, inp)
     if args.command == "redeploy":
         return cli_redeploy.run(args, out, err)
+    if args.command in ("link", "unlink"):
+        return cli_link.run(args, out, err)
     return cmd_import_ecs(args, out, err, inp)
 
 

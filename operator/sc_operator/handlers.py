@@ -13,10 +13,12 @@ a failure.
 - ConnectNamespace create/resume → initial status; spec → its default autoRedeploy policy, remembered;
   delete → blocked while services use it.
 - Kubernetes Namespace label changes, ConnectNamespace creation → retry services waiting for them.
+- ConnectNamespace with ``spec.peers`` → a timer reads the linked clusters, mirrors their endpoints into
+  the registry and their tasks into headless Services here (:mod:`sc_operator.reconcile.peers`).
 
 Tuning (environment): ``SERVICECONNECT_PROGRESS_DEADLINE_SECONDS`` (600), ``SERVICECONNECT_RESYNC_SECONDS``
-(30), ``SERVICECONNECT_WORKERS`` (48); rendering settings are the ``SC_*`` variables of
-:mod:`sc_operator.settings`.
+(30), ``SERVICECONNECT_WORKERS`` (48), ``SERVICECONNECT_PEER_SYNC_SECONDS`` (10, how often linked clusters
+are read); rendering settings are the ``SC_*`` variables of :mod:`sc_operator.settings`.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from sc_operator.kube import (
     Kube,
     is_transient,
 )
+from sc_operator.peer_client import PeerClients
 from sc_operator.reconcile.context import Context, Tuning
 from sc_operator.reconcile.namespace import NamespaceInUse, check_deletable, initialise
+from sc_operator.reconcile.peers import needs_sync, sync_peers
 from sc_operator.reconcile.redeploy import check_auto_redeploy, policy_applies
 from sc_operator.reconcile.service import delete_service, needs_retry, reconcile_service
 from sc_operator.reconcile.status import refresh_status
@@ -73,9 +77,11 @@ TUNING = Tuning(
     resync_seconds=_env_number("SERVICECONNECT_RESYNC_SECONDS", 30.0),
 )
 WORKERS = int(_env_number("SERVICECONNECT_WORKERS", 48))
+PEER_SYNC_SECONDS = _env_number("SERVICECONNECT_PEER_SYNC_SECONDS", 10.0)
 
 _ctx: Context | None = None
 _ctx_lock = threading.Lock()
+_peer_clients: PeerClients | None = None
 
 
 def ctx() -> Context:
@@ -86,6 +92,16 @@ def ctx() -> Context:
             kube = Kube.from_environment(pool_size=WORKERS + 4)
             _ctx = Context(kube=kube, settings=OperatorSettings.load(os.environ), tuning=TUNING)
         return _ctx
+
+
+def peer_clients() -> PeerClients:
+    """API clients of the linked clusters, shared by the ConnectNamespaces' timers."""
+    global _peer_clients
+    c = ctx()
+    with _ctx_lock:
+        if _peer_clients is None:
+            _peer_clients = PeerClients(c.kube)
+        return _peer_clients
 
 
 def _guard(what: str, fn: Callable[[], None]) -> None:
@@ -243,8 +259,24 @@ def namespace_created(name: str, body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.update(CONNECT_NAMESPACE, field="spec")
 def namespace_spec_changed(name: str, spec: kopf.Spec, **_: Any) -> None:
-    """Remember the default autoRedeploy policy; services apply it at their next resync."""
+    """Remember the default autoRedeploy policy; services apply it at their next resync. A link added
+    or removed is acted on now rather than at the next poll."""
     ctx().note_namespace_policy(name, dict(spec))
+    _guard(f"linking {name}", lambda: _sync_peers(name))
+
+
+def _links(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    return needs_sync(dict(spec), dict(status))
+
+
+@kopf.timer(CONNECT_NAMESPACE, interval=PEER_SYNC_SECONDS, backoff=PEER_SYNC_SECONDS, when=_links)
+def namespace_peers(name: str, **_: Any) -> None:
+    """Read the linked clusters (each failure is recorded per peer, never raised: local work goes on)."""
+    _guard(f"linking {name}", lambda: _sync_peers(name))
+
+
+def _sync_peers(name: str) -> None:
+    sync_peers(ctx(), peer_clients(), name)
 
 
 @kopf.on.delete(CONNECT_NAMESPACE)

@@ -76,7 +76,9 @@ def unpinned_endpoints(
     seen = {_key(ep) for ep in pinned}
     me = (service.namespace, service.name)
     return tuple(
-        ep for ep in current if (ep.service.namespace, ep.service.name) != me and _key(ep) not in seen
+        ep
+        for ep in current
+        if (not ep.local or (ep.service.namespace, ep.service.name) != me) and _key(ep) not in seen
     )
 
 

@@ -85,8 +85,9 @@ class Registry:
         return sum(m.tasks for m in self.members)
 
     def endpoints_of(self, service: ServiceRef) -> tuple[Endpoint, ...]:
+        """The endpoints ``service`` of this cluster registered (mirrored ones never belong to it)."""
         key = _ref_key(service)
-        return tuple(ep for ep in self.endpoints if _ref_key(ep.service) == key)
+        return tuple(ep for ep in self.endpoints if ep.local and _ref_key(ep.service) == key)
 
     def holders(self) -> list[ServiceRef]:
         """Every member service, sorted: who keeps the namespace from being deleted."""
@@ -139,33 +140,45 @@ class Registry:
 
 def check_conflicts(reg: Registry, service: ServiceRef, endpoints: Iterable[Endpoint]) -> None:
     """Raise :class:`RegistryConflict` if another service holds a discoveryName or dnsName:port, or one
-    of the names clients may use (:mod:`sc_operator.validation.names`)."""
+    of the names clients may use (:mod:`sc_operator.validation.names`). Endpoints mirrored from linked
+    clusters are held by others, whatever their service's name."""
     key = _ref_key(service)
-    others = [ep for ep in reg.endpoints if _ref_key(ep.service) != key]
+    others = [ep for ep in reg.endpoints if not ep.local or _ref_key(ep.service) != key]
+    conflict = find_conflict(endpoints, others)
+    if conflict is not None:
+        raise conflict
+
+
+def find_conflict(endpoints: Iterable[Endpoint], others: Sequence[Endpoint]) -> RegistryConflict | None:
+    """The first rule ``endpoints`` break against the endpoints ``others`` hold (``None``: none).
+
+    One place for the namespace's uniqueness rules, used for local registrations and for endpoints
+    mirrored from linked clusters alike (:mod:`sc_operator.peers`)."""
     by_discovery = {ep.discovery_name: ep for ep in others}
     by_alias = {(ep.dns_name, ep.port): ep for ep in others}
     endpoints = list(endpoints)
     for ep in endpoints:
         held = by_discovery.get(ep.discovery_name)
         if held is not None:
-            raise RegistryConflict(
+            return RegistryConflict(
                 "DuplicateDiscoveryName",
                 f"discoveryName {ep.discovery_name!r} is already registered in the namespace by "
-                f"ConnectService {held.service}: discovery names must be unique within a namespace",
+                f"ConnectService {held.owner()}: discovery names must be unique within a namespace",
                 held.service,
             )
         held = by_alias.get((ep.dns_name, ep.port))
         if held is not None:
-            raise RegistryConflict(
+            return RegistryConflict(
                 "DuplicateClientAlias",
                 f"client alias {ep.dns_name}:{ep.port} is already registered in the namespace by "
-                f"ConnectService {held.service}: each (dnsName, port) must be unique within a namespace",
+                f"ConnectService {held.owner()}: each (dnsName, port) must be unique within a namespace",
                 held.service,
             )
     collisions = name_collisions(endpoints, others)
     if collisions:
         first = collisions[0]
-        raise RegistryConflict("ClientNameCollision", first.message(), first.held.service)
+        return RegistryConflict("ClientNameCollision", first.message(), first.held.service)
+    return None
 
 
 def register(
@@ -178,7 +191,7 @@ def register(
     """
     wanted = tuple(sorted({_ep_key(ep): ep for ep in endpoints}.values(), key=_ep_key))
     for ep in wanted:
-        if ep.service != service:
+        if ep.service != service or not ep.local:
             raise ValueError(f"endpoint {ep.discovery_name} belongs to {ep.service}, not {service}")
     check_conflicts(reg, service, wanted)
     key = _ref_key(service)
@@ -190,7 +203,10 @@ def register(
         return None
     members = tuple(sorted([*(m for m in reg.members if _member_key(m) != key), new_member], key=_member_key))
     all_endpoints = tuple(
-        sorted([*(ep for ep in reg.endpoints if _ref_key(ep.service) != key), *wanted], key=_ep_key)
+        sorted(
+            [*(ep for ep in reg.endpoints if not ep.local or _ref_key(ep.service) != key), *wanted],
+            key=_ep_key,
+        )
     )
     return replace(
         reg,
@@ -206,7 +222,7 @@ def deregister(reg: Registry, service: ServiceRef) -> Registry | None:
         return None
     return replace(
         reg,
-        endpoints=tuple(ep for ep in reg.endpoints if ep.service != service),
+        endpoints=tuple(ep for ep in reg.endpoints if not ep.local or ep.service != service),
         members=tuple(m for m in reg.members if m.service != service),
         revision=reg.revision + 1,
     )

@@ -39,6 +39,7 @@ from sc_operator.validation import (
     validate_registration,
     validate_service,
 )
+from sc_operator.validation.namespace import peer_violations
 from sc_operator.validation.schema import violations_from
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ def review_registration(
 
 
 def review_connect_namespace(obj: Obj) -> Verdict:
-    """A ConnectNamespace is admitted when its spec parses; its status is the operator's business."""
+    """A ConnectNamespace is admitted when its spec parses and its peers obey the rules a schema cannot
+    say (not the own-name rule: reconciliation applies that); its status is the operator's business."""
     spec = obj.get("spec") or {}
     if not isinstance(spec, Mapping):
         return _deny("ConnectNamespace", obj, [Violation("schema", "spec", "spec must be an object")])
@@ -132,7 +134,7 @@ def review_connect_namespace(obj: Obj) -> Verdict:
         ConnectNamespaceSpec.model_validate(spec)
     except ValidationError as exc:
         return _deny("ConnectNamespace", obj, violations_from(exc, "spec"))
-    return ALLOW
+    return _deny("ConnectNamespace", obj, peer_violations(spec.get("peers") or []))
 
 
 # -- pods: standalone tasks ----------------------------------------------------------------------------

@@ -209,11 +209,14 @@ def start_apiserver(
     certs: CertFiles,
     token: str,
     version: tuple[int, int] | None = None,
+    port: int | None = None,
 ) -> tuple[Proc, str]:
     """Start kube-apiserver with token auth and RBAC; return it and its URL once /readyz is ok.
 
-    ``version`` is the binary's (major, minor), read from ``--version`` when not given.
+    ``version`` is the binary's (major, minor), read from ``--version`` when not given. ``port``: listen
+    there (a restart keeps its URL, so kubeconfigs that name it stay valid); default a free one.
     """
+    fixed_port = port
     if version is None:
         version = binary_version(assets / "kube-apiserver")[1]
     # Before 1.24 there is an unauthenticated insecure port (127.0.0.1:8080 on 1.20); 0 turns it off.
@@ -223,7 +226,7 @@ def start_apiserver(
     tokens.chmod(0o600)
 
     def start() -> tuple[Proc, str]:
-        port = free_port()
+        port = fixed_port or free_port()
         url = f"https://127.0.0.1:{port}"
         proc = Proc(
             "kube-apiserver",
@@ -281,6 +284,9 @@ class EnvTest:
         self.api: KubeAPI | None = None
         self.git_version = ""
         self.version = (0, 0)
+        self._apiserver: Proc | None = None
+        self._etcd_url = ""
+        self._token = ""
 
     def start(self) -> KubeAPI:
         self.git_version, self.version = binary_version(self.assets / "kube-apiserver")
@@ -292,6 +298,7 @@ class EnvTest:
             self.procs.append(etcd)
             apiserver, url = start_apiserver(self.assets, self.workdir, etcd_url, certs, token, self.version)
             self.procs.append(apiserver)
+            self._apiserver, self._etcd_url, self._token = apiserver, etcd_url, token
         except BaseException:
             self.stop()
             raise
@@ -307,6 +314,24 @@ class EnvTest:
             version=self.version,
         )
         return self.api
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver only (etcd keeps the data): clients see a server that went away."""
+        assert self._apiserver is not None, "start() first"
+        self._apiserver.stop()
+        self.procs.remove(self._apiserver)
+        self._apiserver = None
+
+    def restart_apiserver(self) -> None:
+        """Start kube-apiserver again on the same URL, with the same data and credentials."""
+        assert self.api is not None, "start() first"
+        assert self._apiserver is None, "stop_apiserver() first"
+        port = int(self.api.url.rsplit(":", 1)[1])
+        proc, _ = start_apiserver(
+            self.assets, self.workdir, self._etcd_url, self.api.certs, self._token, self.version, port=port
+        )
+        self.procs.insert(1, proc)  # after etcd, before anything that talks to it
+        self._apiserver = proc
 
     def start_controller_manager(self, controllers: Sequence[str] = CONTROLLERS) -> Proc:
         """Start kube-controller-manager against the running API server; wait until it works."""

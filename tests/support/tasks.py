@@ -101,6 +101,7 @@ from sc_operator.kube import (
     SERVICES,
     ApiError,
     Kube,
+    Resource,
 )
 from support.dnsserver import LocalDns
 from support.proxy import parse_metrics
@@ -117,6 +118,7 @@ CLUSTER_DOMAIN = "cluster.local"
 SERVICE_LABEL = "serviceconnect.dev/service"
 CONFIG_VOLUME = "sc-proxy-config"
 PROXY_CONTAINER = "sc-proxy"
+ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -227,8 +229,14 @@ def http_get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int
 class Network:
     """The hub namespace (bridge + DNS server) that task namespaces plug into."""
 
-    def __init__(self, workdir: Path, tag: str | None = None) -> None:
+    def __init__(self, workdir: Path, tag: str | None = None, subnet: str = "169.254") -> None:
+        """``subnet``: the first two octets of the /16 the hub and the tasks get (link-local by default;
+        a second network for another "cluster" takes another, e.g. 198.18 and 198.19: EndpointSlices
+        refuse link-local addresses, and :meth:`route_to` routes between the two)."""
         sweep_stale()
+        self.subnet = subnet
+        self.hub_address = HUB_ADDRESS if subnet == "169.254" else f"{subnet}.0.1"
+        self._routes: list[str] = []
         # The creator's PID in the name lets a later run clean up after a run that was killed outright.
         self.tag = tag or f"p{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.workdir = workdir
@@ -240,9 +248,9 @@ class Network:
         try:
             self._add_netns(self.hub)
             _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
-            _ip("-n", self.hub, "addr", "add", f"{HUB_ADDRESS}/{PREFIX_LEN}", "dev", "br0")
+            _ip("-n", self.hub, "addr", "add", f"{self.hub_address}/{PREFIX_LEN}", "dev", "br0")
             _ip("-n", self.hub, "link", "set", "br0", "up")
-            self.dns = in_netns(self.hub, lambda: LocalDns(HUB_ADDRESS, DNS_PORT))
+            self.dns = in_netns(self.hub, lambda: LocalDns(self.hub_address, DNS_PORT))
         except BaseException:
             self.close()
             raise
@@ -250,7 +258,7 @@ class Network:
     @property
     def resolver(self) -> str:
         """``address:port`` of the DNS server, for the operator's ``SC_DNS_RESOLVER``."""
-        return f"{HUB_ADDRESS}:{DNS_PORT}"
+        return f"{self.hub_address}:{DNS_PORT}"
 
     def _add_netns(self, name: str) -> None:
         _ip("netns", "add", name)
@@ -264,7 +272,7 @@ class Network:
             n = self._next
         if n > 250 * 250:
             raise HarnessError("out of task addresses")
-        address = f"169.254.{1 + n // 250}.{1 + n % 250}"
+        address = f"{self.subnet}.{1 + n // 250}.{1 + n % 250}"
         # The network's own counter in the name: harnesses come and go on one network (a test each), and
         # a name used again would share /etc/netns files with a namespace being torn down.
         name = f"sc-wp-{self.tag}-{n}-{label}"[:60]
@@ -275,7 +283,28 @@ class Network:
         _ip("-n", self.hub, "link", "set", veth, "master", "br0", "up")
         _ip("-n", name, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", "eth0")
         _ip("-n", name, "link", "set", "eth0", "up")
+        for subnet in self._routes:
+            _ip("-n", name, "route", "add", subnet, "via", self.hub_address)
         return name, address
+
+    def route_to(self, other: Network) -> None:
+        """Route between this network's tasks and ``other``'s (two clusters' pod networks, peered: "flat").
+
+        A veth pair joins the two hubs (192.0.2.0/30, TEST-NET-1), each hub forwards, and every task plugged
+        in afterwards gets a route to the other /16 through its hub. Both hubs stay off the root namespace.
+        """
+        ends = ((self, "xa", "192.0.2.1", other, "192.0.2.2"), (other, "xb", "192.0.2.2", self, "192.0.2.1"))
+        _ip("-n", self.hub, "link", "add", "xa", "type", "veth", "peer", "name", "xb", "netns", other.hub)
+        for net, dev, address, peer, peer_address in ends:
+            _ip("-n", net.hub, "addr", "add", f"{address}/30", "dev", dev)
+            _ip("-n", net.hub, "link", "set", dev, "up")
+            _ip("-n", net.hub, "route", "add", f"{peer.subnet}.0.0/{PREFIX_LEN}", "via", peer_address)
+            subprocess.run(
+                ["ip", "netns", "exec", net.hub, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                check=True,
+                capture_output=True,
+            )
+            net._routes.append(f"{peer.subnet}.0.0/{PREFIX_LEN}")
 
     def unplug(self, name: str) -> None:
         """Delete a task namespace (its veth pair goes with it) and its /etc/netns files."""
@@ -478,9 +507,9 @@ def _hosts(pod: dict[str, Any], address: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _resolv_conf(namespace: str) -> str:
+def _resolv_conf(namespace: str, nameserver: str = HUB_ADDRESS) -> str:
     return (
-        f"nameserver {HUB_ADDRESS}\n"
+        f"nameserver {nameserver}\n"
         f"search {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\n"
         "options ndots:5\n"
     )
@@ -694,7 +723,7 @@ class Harness:
         etc = Path("/etc/netns") / task.netns
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "hosts").write_text(_hosts(pod, task.address))
-        (etc / "resolv.conf").write_text(_resolv_conf(self.namespace))
+        (etc / "resolv.conf").write_text(_resolv_conf(self.namespace, self.network.hub_address))
         mount, local = self._config(pod, task)
 
         for init in spec.get("initContainers") or []:
@@ -763,7 +792,7 @@ class Harness:
             "phase": "Running",
             "podIP": task.address,
             "podIPs": [{"ip": task.address}],
-            "hostIP": HUB_ADDRESS,
+            "hostIP": self.network.hub_address,
             "startTime": now,
             "conditions": [
                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},
@@ -843,6 +872,9 @@ class Harness:
         srv: dict[str, list[tuple[str, int]]] = {}
         for svc in self.kube.list(SERVICES, self.namespace):
             spec = svc["spec"]
+            if spec.get("clusterIP") == "None" and not spec.get("selector"):
+                self._slice_records(svc, a, srv)
+                continue
             if spec.get("clusterIP") != "None" or not spec.get("selector"):
                 continue
             fqdn = f"{svc['metadata']['name']}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
@@ -874,6 +906,29 @@ class Harness:
             for key, records in srv.items():
                 dns.srv[key] = sorted(records)
         self._dns_names = set(a) | set(srv)
+
+    def _slice_records(
+        self, svc: dict[str, Any], a: dict[str, list[str]], srv: dict[str, list[tuple[str, int]]]
+    ) -> None:
+        """A selector-less headless Service (e.g. a linked cluster's endpoint mirrored by the operator):
+        its records come from the EndpointSlices that name it, as CoreDNS does."""
+        name = svc["metadata"]["name"]
+        fqdn = f"{name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
+        a[fqdn] = []
+        slices = self.kube.list(ENDPOINT_SLICES, self.namespace, {"kubernetes.io/service-name": name})
+        for sl in slices:
+            for ep in sl.get("endpoints") or []:
+                if (ep.get("conditions") or {}).get("ready") is False:
+                    continue
+                for ip in ep.get("addresses") or []:
+                    target = f"{ip.replace('.', '-')}.{fqdn}"
+                    a[fqdn].append(ip)
+                    a[target] = [ip]
+                    for port in sl.get("ports") or []:
+                        key = f"_{port.get('name', '')}._{str(port.get('protocol', 'TCP')).lower()}.{fqdn}"
+                        srv.setdefault(key, []).append((target, int(port["port"])))
+        for port in svc["spec"].get("ports") or []:
+            srv.setdefault(f"_{port.get('name', '')}._{str(port.get('protocol', 'TCP')).lower()}.{fqdn}", [])
 
     def dns_addresses(self, discovery_name: str) -> list[str]:
         """The addresses DNS answers now for the headless Service of ``discovery_name``."""

@@ -119,7 +119,20 @@ class Endpoint(StatusModel):
     """http, http2 or grpc; unset means TCP."""
     service: ServiceRef
     """The ConnectService that owns the endpoint."""
+    cluster: str | None = None
+    """The linked cluster whose operator registered the endpoint (``spec.peers[].cluster``); unset: this
+    cluster. Mirrored endpoints are read-only copies kept current by this cluster's operator."""
     per_request_timeout_seconds: int | None = None
     """The owner's timeout.perRequestTimeoutSeconds: clients' proxies enforce it too (ECS does)."""
     idle_timeout_seconds: int | None = None
     """The owner's timeout.idleTimeoutSeconds, for clients' proxies."""
+
+    @property
+    def local(self) -> bool:
+        """Registered in this cluster (not mirrored from a linked one)."""
+        return self.cluster is None
+
+    def owner(self) -> str:
+        """``ns/name``, or ``ns/name in cluster c`` for a mirrored endpoint (names both halves of a
+        cross-cluster conflict)."""
+        return str(self.service) if self.cluster is None else f"{self.service} in cluster {self.cluster}"

@@ -103,7 +103,8 @@ class RenderInputs:
 
     def owns(self, ep: Endpoint) -> bool:
         """Whether ``ep`` is one of this service's own endpoints."""
-        return ep.service.namespace == self.k8s_namespace and ep.service.name == self.service_name
+        mine = ep.service.namespace == self.k8s_namespace and ep.service.name == self.service_name
+        return mine and ep.local
 
     @property
     def native_sidecar(self) -> bool:

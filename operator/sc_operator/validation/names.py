@@ -48,9 +48,9 @@ class NameCollision:
         where = f" in {namespace!r}" if namespace else ""
         return (
             f"every name a client may use must mean one endpoint{where}: {self.kind} {self.name!r} of "
-            f"ConnectService {self.endpoint.service} (endpoint {self.endpoint.discovery_name!r}) is the "
+            f"ConnectService {self.endpoint.owner()} (endpoint {self.endpoint.discovery_name!r}) is the "
             f"{self.held_kind} of endpoint {self.held.discovery_name!r} of ConnectService "
-            f"{self.held.service}; rename one (set discoveryName, or clientAliases[0].dnsName)"
+            f"{self.held.owner()}; rename one (set discoveryName, or clientAliases[0].dnsName)"
         )
 
 

@@ -1,8 +1,9 @@
-"""Rules on one ConnectNamespace object (pure): its spec has only the schema to satisfy."""
+"""Rules on one ConnectNamespace object (pure): the schema, and the rules on ``spec.peers`` a schema cannot
+say (the operator applies the same ones, :func:`sc_operator.peers.check_peers`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,4 +25,58 @@ def validate_namespace(obj: Mapping[str, Any]) -> list[Violation]:
         ConnectNamespaceSpec.model_validate(spec)
     except ValidationError as exc:
         return nulls + violations_from(exc, "spec")
-    return nulls
+    return nulls + peer_violations(spec.get("peers") or [])
+
+
+def peer_violations(peers: Sequence[Mapping[str, Any]], own_cluster: str | None = None) -> list[Violation]:
+    """Rules on ``spec.peers``: each cluster once, not this cluster's own name (when known: the operator's
+    SC_CLUSTER_NAME), and no network shape that is not built (``gateway``)."""
+    return [v for _, v in refused_peers(peers, own_cluster)]
+
+
+def refused_peers(
+    peers: Sequence[Mapping[str, Any]], own_cluster: str | None = None
+) -> list[tuple[str, Violation]]:
+    """:func:`peer_violations` with the cluster name each one refuses."""
+    violations: list[tuple[str, Violation]] = []
+    seen: set[str] = set()
+    for i, peer in enumerate(peers):
+        name = str(peer.get("cluster", ""))
+        where = f"spec.peers[{i}]"
+        if name in seen:
+            violations.append(
+                (
+                    name,
+                    Violation(
+                        "peer-duplicate",
+                        f"{where}.cluster",
+                        f"{name!r} is listed twice; each linked cluster once",
+                    ),
+                )
+            )
+        elif own_cluster is not None and name == own_cluster:
+            violations.append(
+                (
+                    name,
+                    Violation(
+                        "peer-own-name",
+                        f"{where}.cluster",
+                        f"{name!r} is this cluster's own name (the operator's SC_CLUSTER_NAME); a link needs "
+                        "two distinct names, or mirrored endpoints could not be told from local ones",
+                    ),
+                )
+            )
+        elif peer.get("network", "flat") == "gateway":
+            violations.append(
+                (
+                    name,
+                    Violation(
+                        "peer-network-gateway",
+                        f"{where}.network",
+                        "'gateway' is not built yet: the peer is not linked (use 'flat' where pod IPs are "
+                        "routable between the clusters; see docs/operator.md, Linking clusters)",
+                    ),
+                )
+            )
+        seen.add(name)
+    return violations

@@ -44,7 +44,7 @@ def validate_registration(
     for other_name, other in sorted(registries.items()):
         if other_name == namespace:
             continue
-        if owner in other.holders() or any(ep.service == owner for ep in other.endpoints):
+        if owner in other.holders() or any(ep.local and ep.service == owner for ep in other.endpoints):
             violations.append(
                 Violation(
                     "one-namespace",
@@ -56,7 +56,8 @@ def validate_registration(
     registry = registries.get(namespace)
     if registry is None:
         return violations + _name_violations(spec, owner, namespace, [])
-    others = [ep for ep in registry.endpoints if ep.service != owner]
+    # Endpoints mirrored from linked clusters are others' even when their service has the same name.
+    others = [ep for ep in registry.endpoints if not ep.local or ep.service != owner]
     by_discovery = {ep.discovery_name: ep for ep in others}
     by_alias = {(ep.dns_name, ep.port): ep for ep in others}
     for located in located_endpoints(spec, owner):
@@ -68,7 +69,7 @@ def validate_registration(
                     "discovery-name-duplicate",
                     f"{located.path}.discoveryName",
                     f"discovery names must be unique within a namespace; {endpoint.discovery_name!r} is "
-                    f"already registered in {namespace!r} by {held.service} (discoveryName defaults to "
+                    f"already registered in {namespace!r} by {held.owner()} (discoveryName defaults to "
                     f"the portName)",
                 )
             )
@@ -79,7 +80,7 @@ def validate_registration(
                     "client-alias-duplicate",
                     f"{located.path}.clientAliases[0]",
                     f"each (dnsName, port) must be unique within a namespace; {endpoint.dns_name}:"
-                    f"{endpoint.port} is already registered in {namespace!r} by {held.service}",
+                    f"{endpoint.port} is already registered in {namespace!r} by {held.owner()}",
                 )
             )
     return violations + _name_violations(spec, owner, namespace, others)

@@ -1,0 +1,45 @@
+"""The chart's RBAC for linking clusters: off by default (no Secret access at all); with rbac.links, Secrets
+are readable in the release namespace only, and EndpointSlices manageable for the mirrored peer tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.envtest import Unavailable, find_tools
+from support.gate import unavailable
+from support.helmchart import Helm, by_kind
+
+
+@pytest.fixture(scope="module")
+def helm() -> Helm:
+    try:
+        return Helm(find_tools() / "helm")
+    except Unavailable as exc:
+        unavailable(f"no helm: {exc}")
+
+
+def test_no_link_rbac_by_default(helm: Helm) -> None:
+    docs = helm.template()
+    assert not by_kind(docs, "Role")
+    for role in by_kind(docs, "ClusterRole"):
+        assert all("secrets" not in r["resources"] for r in role["rules"])
+        assert all("endpointslices" not in r["resources"] for r in role["rules"])
+
+
+def test_links_read_secrets_only_in_the_release_namespace(helm: Helm) -> None:
+    docs = helm.template(sets={"rbac.links": True})
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "sc-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    for cluster_role in by_kind(docs, "ClusterRole"):
+        assert all("secrets" not in r["resources"] for r in cluster_role["rules"])
+    links = next(r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-links"))
+    assert links["rules"] == [
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["list", "get", "create", "update", "delete"],
+        }
+    ]
