@@ -8,6 +8,7 @@ from pydantic import Field
 
 from sc_operator.api.common import ApiModel, Condition, Count, Endpoint, StatusModel
 from sc_operator.api.service import AutoRedeploy
+from sc_operator.api.tls import NamespaceTls
 
 
 class ConnectNamespaceSpec(ApiModel):
@@ -17,6 +18,9 @@ class ConnectNamespaceSpec(ApiModel):
     auto_redeploy: AutoRedeploy | None = None
     """Ours: the default autoRedeploy policy of the ConnectServices in this namespace (each may override
     it field by field). Unset: off, as in ECS."""
+    tls: NamespaceTls | None = None
+    """Ours: the CA of the namespace's TLS services whose issuerCertificateAuthority is {} (unset: a CA
+    the operator creates for the namespace)."""
 
 
 class ServiceUsage(StatusModel):

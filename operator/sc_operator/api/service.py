@@ -26,6 +26,7 @@ from sc_operator.api.common import (
     TimeoutSeconds,
 )
 from sc_operator.api.taskdef import LogConfiguration, TaskDefinition
+from sc_operator.api.tls import TlsConfiguration
 
 DeploymentControllerType = Literal["ECS", "CODE_DEPLOY", "EXTERNAL"]
 DeploymentStatus = Literal["PRIMARY", "ACTIVE", "INACTIVE"]
@@ -70,20 +71,6 @@ class TimeoutConfiguration(ApiModel):
     idle_timeout_seconds: TimeoutSeconds | None = None
     per_request_timeout_seconds: TimeoutSeconds | None = None
     """HTTP, HTTP2 and gRPC ports only."""
-
-
-class IssuerCertificateAuthority(ApiModel):
-    """Where the TLS certificates come from."""
-
-    aws_pca_authority_arn: str | None = None
-
-
-class TlsConfiguration(ApiModel):
-    """TLS between proxies (ServiceConnectTlsConfiguration); not available in bridge mode."""
-
-    issuer_certificate_authority: IssuerCertificateAuthority
-    kms_key: str | None = None
-    role_arn: str | None = None
 
 
 class ServiceConnectService(ApiModel):

@@ -42,6 +42,8 @@ class ServedEndpoint:
     per_request_timeout_seconds: int | None
     #: The path of the ServiceConnectService in the spec, for messages.
     field: str
+    #: The entry has a ``tls`` block: the ingress listener accepts TLS 1.3 only.
+    tls: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class RenderInputs:
                     idle_timeout_seconds=s.timeout.idle_timeout_seconds if s.timeout else None,
                     per_request_timeout_seconds=s.timeout.per_request_timeout_seconds if s.timeout else None,
                     field=where,
+                    tls=s.tls is not None,
                 )
             )
         return out

@@ -1,4 +1,4 @@
-"""Rules on one ConnectNamespace object (pure): its spec has only the schema to satisfy."""
+"""Rules on one ConnectNamespace object (pure): the schema, and the TLS default's CA rules."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from sc_operator.api.namespace import ConnectNamespaceSpec
 from sc_operator.validation.schema import null_violations, violations_from
+from sc_operator.validation.tls import issuer_violations
 from sc_operator.validation.violation import Violation
 
 
@@ -21,7 +22,10 @@ def validate_namespace(obj: Mapping[str, Any]) -> list[Violation]:
         return [Violation("schema", "spec", "spec must be an object")]
     nulls = null_violations(ConnectNamespaceSpec, spec, "spec")
     try:
-        ConnectNamespaceSpec.model_validate(spec)
+        model = ConnectNamespaceSpec.model_validate(spec)
     except ValidationError as exc:
         return nulls + violations_from(exc, "spec")
-    return nulls
+    if model.tls is None:
+        return nulls
+    where = "spec.tls.issuerCertificateAuthority"
+    return nulls + list(issuer_violations(model.tls.issuer_certificate_authority, where))
