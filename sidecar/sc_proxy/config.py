@@ -263,6 +263,24 @@ class Outlier(_Model):
         return self
 
 
+class IngressTls(_Model):
+    """TLS on an ingress listener (contract of issue 10; the proxy side owns this model)."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str | None = None
+    allowed_callers: list[str] = []
+
+
+class EndpointTls(_Model):
+    """TLS to an endpoint's tasks (contract of issue 10; the proxy side owns this model)."""
+
+    ca_file: str = Field(min_length=1)
+    server_name: str = Field(min_length=1)
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class Endpoint(_Model):
     """A namespace endpoint this task consumes. ``name`` is its TargetDiscoveryName (metrics label)."""
 
@@ -273,6 +291,7 @@ class Endpoint(_Model):
     retries: Retries = Retries()
     outlier: Outlier = Outlier()
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    tls: EndpointTls | None = None
 
     @model_validator(mode="after")
     def _tcp_has_no_request_timeout(self) -> Endpoint:
@@ -321,6 +340,7 @@ class Ingress(_Model):
     intercept_port: Port | None = None
     app_protocol: AppProtocol = "tcp"
     timeouts: Timeouts = Timeouts()
+    tls: IngressTls | None = None
 
     @model_validator(mode="after")
     def _tcp_has_no_request_timeout(self) -> Ingress:
