@@ -40,6 +40,14 @@ from sc_operator.reconcile.deployments import (
     render_inputs,
 )
 from sc_operator.reconcile.redeploy import auto_decision, condition_patch, policy_of
+from sc_operator.reconcile.tls import (
+    CaSource,
+    TlsRefusal,
+    ensure_bundle_copy,
+    ensure_leaf,
+    pinned_tls,
+    resolve_ca,
+)
 from sc_operator.redeploy import FORCED, NEW_ENDPOINTS, AutoDecision, force_requested
 from sc_operator.registry import (
     NamespaceNotFound,
@@ -62,6 +70,9 @@ RETRIABLE_REASONS = frozenset(
         "DiscoveryNameDuplicate",
         "ClientAliasDuplicate",
         "OneNamespace",
+        # TLS: the CA Secret may be created, cert-manager installed, later.
+        "CaSecretNotFound",
+        "CertManagerNotInstalled",
     }
 )
 
@@ -182,6 +193,13 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         if cross:
             raise Refusal(reason_of(cross[0].rule), "; ".join(str(v) for v in cross))
 
+    ca_source: CaSource | None = None
+    if connect_ns is not None:
+        try:  # reads only: a CA that cannot be used refuses the service before anything is written
+            ca_source = resolve_ca(ctx, namespace, spec, connect_ns)
+        except TlsRefusal as exc:
+            raise Refusal(exc.reason, exc.message) from exc
+
     endpoints = effective_endpoints(spec, ref)
     rollouts = list_rollouts(ctx.kube, namespace, name)
     primary = rollouts[-1] if rollouts else None
@@ -249,6 +267,14 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     else:
         assert primary is not None
         current = primary
+    # Certificates and CA bundles before the pods that mount them (a pod waits for a missing volume).
+    try:
+        if ca_source is not None and connect_ns is not None:
+            ensure_leaf(ctx, service, ca_source, connect_ns, endpoints)
+        if current.spec.namespace and pinned_tls(current.spec.endpoints):
+            ensure_bundle_copy(ctx, current.spec.namespace, namespace)
+    except TlsRefusal as exc:
+        raise Refusal(exc.reason, exc.message) from exc
     inputs = render_inputs(
         ctx, service, spec, current.name, current.uid, current.spec, interception, current.namespace_size
     )
