@@ -52,6 +52,7 @@ from sc_operator.render.tls import (
 )
 from sc_operator.render.workload import owner_reference
 from sc_operator.validation import effective_endpoints
+from sc_operator.validation.tls import issuer_violations
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,17 @@ def resolve_ca(
     where = service_namespace
     if ca.secret_name is None and ca.issuer_ref is None:
         raw = ctx.namespace_tls(connect_namespace)
-        default = NamespaceTls.model_validate(raw).issuer_certificate_authority if raw else None
+        try:
+            default = NamespaceTls.model_validate(raw).issuer_certificate_authority if raw else None
+        except ValidationError as exc:  # the CRD schema refuses this first; be clear if it slips by
+            raise TlsRefusal("TlsIssuer", f"ConnectNamespace {connect_namespace} spec.tls: {exc}") from None
+        found = list(issuer_violations(default, "spec.tls.issuerCertificateAuthority")) if default else []
+        if found:
+            rule = found[0]
+            raise TlsRefusal(
+                "".join(p.capitalize() for p in rule.rule.split("-")),
+                f"the default CA of ConnectNamespace {connect_namespace}: {rule}",
+            )
         if default is not None and (default.secret_name or default.issuer_ref):
             ca, where = default, ca_namespace(ctx)
             field = f"ConnectNamespace {connect_namespace} spec.tls.issuerCertificateAuthority"

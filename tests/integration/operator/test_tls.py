@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as dt
+import json
 import shutil
 import subprocess
 import uuid
@@ -20,7 +22,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from sc_operator.certs import new_ca
+from sc_operator import API_VERSION
+from sc_operator.certs import CertificateAuthority, new_ca
 from sc_operator.kube import (
     CONFIGMAPS,
     CONNECT_DEPLOYMENTS,
@@ -72,6 +75,14 @@ def tls_service(name: str, ns: str, cns: str, tls: dict[str, Any] | None = None)
     return body
 
 
+def _ca_secret(name: str, ca: CertificateAuthority) -> dict[str, Any]:
+    data = {
+        "tls.crt": base64.b64encode(ca.cert_pem).decode(),
+        "tls.key": base64.b64encode(ca.key_pem).decode(),
+    }
+    return {"metadata": {"name": name}, "type": "kubernetes.io/tls", "data": data}
+
+
 def _accepted(kube: Kube, ns: str, name: str) -> dict[str, Any]:
     cond = wait_for(f"{name} judged", lambda: accepted(kube, ns, name), timeout=60)
     return cond
@@ -91,8 +102,6 @@ def _sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
 
 
 def _proxy_doc(kube: Kube, ns: str, service: str) -> dict[str, Any]:
-    import json
-
     (rollout,) = kube.list(CONNECT_DEPLOYMENTS, ns, {"serviceconnect.dev/service": service})
     cm = kube.get(CONFIGMAPS, rollout["metadata"]["name"], ns)
     doc: dict[str, Any] = json.loads(cm["data"]["proxy.json"])
@@ -252,21 +261,8 @@ def test_a_user_ca_in_a_secret(
     kube.create(CONNECT_SERVICES, tls_service("own", namespace, connect_namespace, tls), namespace)
     cond = _accepted(kube, namespace, "own")
     assert (cond["status"], cond["reason"]) == ("False", "CaSecretNotFound")
-    import datetime as dt
-
     ca = new_ca("my own CA", dt.datetime.now(dt.UTC), dt.timedelta(days=30), "RSA_2048")
-    kube.create(
-        SECRETS,
-        {
-            "metadata": {"name": "my-ca"},
-            "type": "kubernetes.io/tls",
-            "data": {
-                "tls.crt": base64.b64encode(ca.cert_pem).decode(),
-                "tls.key": base64.b64encode(ca.key_pem).decode(),
-            },
-        },
-        namespace,
-    )
+    kube.create(SECRETS, _ca_secret("my-ca", ca), namespace)
     # The refusal is retried by the timer once the Secret exists.
     wait_for("own accepted", lambda: (c := accepted(kube, namespace, "own")) and c["status"] == "True")
     _, cert = _leaf(kube, namespace, "own")
@@ -331,8 +327,50 @@ def test_cert_manager_issuer(
         assert spec["privateKey"]["algorithm"] == "ECDSA"
         assert certificate["metadata"]["ownerReferences"][0]["kind"] == "ConnectService"
         # The pods mount the Secret cert-manager fills (cert-manager cannot run here: it stays empty).
-        volumes = kube.get(DEPLOYMENTS, "cm", namespace)["spec"]["template"]["spec"]["volumes"]
+        deployment = wait_for("cm's Deployment", lambda: kube.get_or_none(DEPLOYMENTS, "cm", namespace))
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
         assert any(v.get("secret", {}).get("secretName") == "sc-tls-cm" for v in volumes)
     finally:
         kube.delete(CONNECT_SERVICES, "cm", namespace)
         kube.request("DELETE", f"{crds}/certificates.cert-manager.io")
+
+
+def test_the_connect_namespace_default_ca(
+    tls_operator: OperatorProcess, kube: Kube, namespace: str, ca_ns: str
+) -> None:
+    ca = new_ca("shop CA", dt.datetime.now(dt.UTC), dt.timedelta(days=30), "ECDSA_P256")
+    data = {
+        "tls.crt": base64.b64encode(ca.cert_pem).decode(),
+        "tls.key": base64.b64encode(ca.key_pem).decode(),
+    }
+    kube.create(SECRETS, {"metadata": {"name": "shop-ca"}, "type": "kubernetes.io/tls", "data": data}, ca_ns)
+    cns = f"cns-{uuid.uuid4().hex[:8]}"
+    bad = f"cns-{uuid.uuid4().hex[:8]}"
+    for name, ica in ((cns, {"secretName": "shop-ca"}), (bad, {"awsPcaAuthorityArn": "arn:aws:acm-pca:x"})):
+        kube.create(
+            CONNECT_NAMESPACES,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "ConnectNamespace",
+                "metadata": {"name": name},
+                "spec": {"tls": {"issuerCertificateAuthority": ica}},
+            },
+        )
+    try:
+        kube.create(CONNECT_SERVICES, tls_service("shop", namespace, cns), namespace)
+        assert _accepted(kube, namespace, "shop")["status"] == "True"
+        _, cert = _leaf(kube, namespace, "shop")
+        cert.verify_directly_issued_by(ca.cert)
+        # Without a webhook the API server stores the ECS-only default; the operator refuses its services.
+        kube.create(CONNECT_SERVICES, tls_service("shop2", namespace, bad), namespace)
+        cond = _accepted(kube, namespace, "shop2")
+        assert (cond["status"], cond["reason"]) == ("False", "TlsAwsPca")
+        assert f"the default CA of ConnectNamespace {bad}" in cond["message"]
+    finally:
+        for svc in ("shop", "shop2"):
+            kube.delete(CONNECT_SERVICES, svc, namespace)
+        wait_for(
+            "services gone", lambda: not kube.list(CONNECT_SERVICES, namespace, cached=False), timeout=60
+        )
+        kube.delete(CONNECT_NAMESPACES, cns)
+        kube.delete(CONNECT_NAMESPACES, bad)
