@@ -47,6 +47,7 @@ from sc_operator.reconcile.tls import (
     ensure_leaf,
     pinned_tls,
     resolve_ca,
+    tls_switched,
 )
 from sc_operator.redeploy import FORCED, NEW_ENDPOINTS, AutoDecision, force_requested
 from sc_operator.registry import (
@@ -236,6 +237,9 @@ def _reconcile(ctx: Context, service: Obj) -> None:
                 reason_of(found[0].rule), "; ".join(f"{v.field}: [{v.rule}] {v.message}" for v in found)
             )
 
+    # Endpoints whose TLS flag this change switches: clients pinned them as they were (warned below).
+    switched = tls_switched(registry.endpoints_of(ref) if registry is not None else (), endpoints)
+
     # Every check passed: from here on, write.
     if previous_ns and previous_ns != connect_ns:
         with contextlib.suppress(NamespaceNotFound):
@@ -314,6 +318,16 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         ctx.kube.post_event(fresh, "Normal", reason, f"{prefix}{detail}")
     elif newly_accepted:
         ctx.kube.post_event(fresh, "Normal", "Accepted", f"accepted{where}")
+    if switched:
+        turned, names = "on" if switched[0][1] else "off", ", ".join(n for n, _ in switched)
+        ctx.kube.post_event(
+            fresh,
+            "Warning",
+            "TlsSwitched",
+            f"TLS turned {turned} for {names}: clients "
+            "keep what they pinned (plaintext or TLS) until redeployed (scctl redeploy, or "
+            "autoRedeploy.onNewEndpoints); until then their requests to this service's new tasks fail",
+        )
     conditions = set_condition(
         status.get("conditions"),
         "Accepted",

@@ -21,6 +21,7 @@ import base64
 import datetime as dt
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -361,6 +362,13 @@ def ensure_bundle_copy(ctx: Context, connect_namespace: str, namespace: str) -> 
         body = _bundle_body(connect_namespace, namespace, pem)
         body["metadata"]["resourceVersion"] = copy["metadata"]["resourceVersion"]
         ctx.kube.replace(CONFIGMAPS, body, namespace)
+
+
+def tls_switched(before: Iterable[Endpoint], after: Iterable[Endpoint]) -> list[tuple[str, bool]]:
+    """discoveryNames registered before and after whose TLS flag changed, with the new flag (pure)."""
+    old = {ep.discovery_name: bool(ep.tls) for ep in before}
+    new = {ep.discovery_name: bool(ep.tls) for ep in after}
+    return sorted((name, flag) for name, flag in new.items() if name in old and old[name] != flag)
 
 
 def pinned_tls(endpoints: list[Endpoint] | None) -> bool:

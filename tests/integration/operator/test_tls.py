@@ -374,3 +374,29 @@ def test_the_connect_namespace_default_ca(
         )
         kube.delete(CONNECT_NAMESPACES, cns)
         kube.delete(CONNECT_NAMESPACES, bad)
+
+
+def test_turning_tls_on_warns_that_clients_keep_their_pins(
+    tls_operator: OperatorProcess, kube: Kube, namespace: str, connect_namespace: str
+) -> None:
+    kube.create(CONNECT_SERVICES, service_body("late", namespace, connect_namespace), namespace)
+    assert _accepted(kube, namespace, "late")["status"] == "True"
+    kube.create(
+        CONNECT_SERVICES, service_body("caller", namespace, connect_namespace, serve=False), namespace
+    )
+    assert _accepted(kube, namespace, "caller")["status"] == "True"
+    tls = {
+        "serviceConnectConfiguration": tls_service("late", namespace, connect_namespace)["spec"][
+            "serviceConnectConfiguration"
+        ]
+    }
+    kube.patch(CONNECT_SERVICES, "late", {"spec": tls}, namespace)
+
+    def warned() -> list[str]:
+        events = kube.list(EVENTS, namespace, cached=False)
+        return [e["message"] for e in events if e["reason"] == "TlsSwitched"]
+
+    (message,) = wait_for("the TlsSwitched warning", warned)
+    assert message.startswith("TLS turned on for late: clients keep what they pinned")
+    # The caller pinned the endpoint in plaintext and keeps it until it is redeployed.
+    assert "tls" not in _proxy_doc(kube, namespace, "caller")["endpoints"][0]
