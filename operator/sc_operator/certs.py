@@ -3,9 +3,10 @@
 Built on ``cryptography`` (no hand-written ASN.1):
 
 - :func:`new_ca`: a self-signed CA (ECDSA P-256 by default, or RSA 2048, the two key types ECS issues);
-- :func:`issue_leaf`: a leaf for one ConnectService: DNS SANs for every name its clients may use, one URI
-  SAN naming it (``spiffe://<connect-namespace>/ns/<namespace>/connectservice/<name>``), usable as a server
-  and as a client certificate (mutual TLS needs no second certificate);
+- :func:`issue_leaf`: a leaf for one ConnectService: DNS SANs for every name its clients may use (none for a
+  service that only calls), one URI SAN naming it
+  (``spiffe://<connect-namespace>/ns/<namespace>/connectservice/<name>``), usable as a server and as a
+  client certificate (mutual TLS needs no second certificate);
 - :func:`renewal_reason`: whether a stored leaf must be issued again, and why (missing, from another CA,
   other names, due for renewal): a restarted operator keeps what is still good;
 - :func:`merge_bundle`: the CA bundle clients trust (public certificates only; during a CA change it holds
@@ -177,6 +178,11 @@ class IssuedLeaf:
     ca: bytes
 
 
+def _common_name(request: LeafRequest) -> str:
+    """The first DNS name, else (a client-only certificate) the service name ending the URI."""
+    return (request.dns_names[0] if request.dns_names else request.uri.rsplit("/", 1)[-1])[:64]
+
+
 def _is_self_signed(cert: x509.Certificate) -> bool:
     return cert.issuer == cert.subject
 
@@ -190,8 +196,8 @@ def issue_leaf(
 ) -> IssuedLeaf:
     """A new key and a leaf for ``request``, valid from now (less :data:`BACKDATE`) for ``validity``, but
     never beyond the CA's own expiry."""
-    if not request.dns_names:
-        raise CertError("a leaf certificate needs at least one DNS name")
+    if not request.dns_names and not request.uri:
+        raise CertError("a leaf certificate needs a DNS name or a URI")
     key = new_key(algorithm)
     not_after = min(now + validity, ca.cert.not_valid_after_utc)
     is_rsa = isinstance(key, rsa.RSAPrivateKey)
@@ -203,7 +209,7 @@ def issue_leaf(
             x509.Name(
                 [
                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-                    x509.NameAttribute(NameOID.COMMON_NAME, request.dns_names[0][:64]),
+                    x509.NameAttribute(NameOID.COMMON_NAME, _common_name(request)),
                 ]
             )
         )

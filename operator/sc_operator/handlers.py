@@ -166,7 +166,8 @@ def service_resync(namespace: str | None, name: str, body: kopf.Body, **_: Any) 
     _guard(f"refreshing {namespace}/{name}", lambda: _coalesced_refresh(namespace, name))
     spec, cns = dict(body.spec), status.get("namespace")
     _guard(f"autoRedeploy of {namespace}/{name}", lambda: _auto_redeploy(namespace, name, spec, cns))
-    if _serves_tls(spec):
+    # Services with a certificate: they serve TLS, or call TLS endpoints (their certificate for mutual TLS).
+    if _serves_tls(spec) or status.get("tlsCertificate"):
         _guard(f"TLS certificate of {namespace}/{name}", lambda: maintain_tls(ctx(), namespace, name))
 
 

@@ -190,6 +190,14 @@ class ServiceEvent(StatusModel):
     message: str
 
 
+class TlsCertificateStatus(StatusModel):
+    """The service's TLS certificate (public facts only; the key is in the Secret)."""
+
+    secret_name: str
+    not_after: datetime | None = None
+    """When the current certificate expires (it is renewed before)."""
+
+
 class ConnectServiceStatus(StatusModel):
     """The observed state of a ConnectService."""
 
@@ -204,3 +212,5 @@ class ConnectServiceStatus(StatusModel):
     service_connect_resources: list[ServiceConnectResource] | None = None
     events: list[ServiceEvent] | None = None
     """The latest events only (bounded); Kubernetes Events hold the full history."""
+    tls_certificate: TlsCertificateStatus | None = None
+    """Set while the service has a TLS certificate (it serves or calls TLS endpoints)."""

@@ -47,6 +47,22 @@ class IssuerCertificateAuthority(ApiModel):
     """A cert-manager Issuer or ClusterIssuer (needs cert-manager in the cluster)."""
 
 
+class CallerRef(ApiModel):
+    """A ConnectService allowed to call (by its certificate's URI identity)."""
+
+    name: ObjectName
+    namespace: ObjectName | None = None
+    """Default: the namespace of the ConnectService that lists it."""
+
+
+class MutualTls(ApiModel):
+    """Ours, beyond ECS: callers must present a certificate from the ConnectNamespace's CAs."""
+
+    allowed_callers: list[CallerRef] | None = None
+    """Only these services may call (others fail the handshake); unset or empty: any service of the
+    ConnectNamespace."""
+
+
 class TlsConfiguration(ApiModel):
     """TLS between proxies (ServiceConnectTlsConfiguration); not available in bridge mode."""
 
@@ -56,6 +72,8 @@ class TlsConfiguration(ApiModel):
     are encrypted at rest by the API server's EncryptionConfiguration."""
     role_arn: str | None = None
     """ECS only (the IAM role ECS uses to reach AWS Private CA): refused here."""
+    mutual_tls: MutualTls | None = None
+    """Ours: mutual TLS on this endpoint (every client proxy presents its service's certificate)."""
 
 
 class NamespaceTls(ApiModel):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sc_operator.api import ConnectServiceSpec
-from sc_operator.api.common import ServiceRef
+from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_SERVICES, Obj
 from sc_operator.reconcile.conditions import add_event, get_condition, set_condition
 from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL, Context
@@ -32,6 +32,7 @@ from sc_operator.reconcile.deployments import (
     REDEPLOY_REASON_ANNOTATION,
     ROLLBACK_FROM_ANNOTATION,
     TIME_FORMAT,
+    Rollout,
     create_rollout,
     definition_hash,
     list_rollouts,
@@ -48,6 +49,7 @@ from sc_operator.reconcile.tls import (
     pinned_tls,
     resolve_ca,
     tls_switched,
+    verifies_callers,
 )
 from sc_operator.redeploy import FORCED, NEW_ENDPOINTS, AutoDecision, force_requested
 from sc_operator.registry import (
@@ -194,13 +196,6 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         if cross:
             raise Refusal(reason_of(cross[0].rule), "; ".join(str(v) for v in cross))
 
-    ca_source: CaSource | None = None
-    if connect_ns is not None:
-        try:  # reads only: a CA that cannot be used refuses the service before anything is written
-            ca_source = resolve_ca(ctx, namespace, spec, connect_ns)
-        except TlsRefusal as exc:
-            raise Refusal(exc.reason, exc.message) from exc
-
     endpoints = effective_endpoints(spec, ref)
     rollouts = list_rollouts(ctx.kube, namespace, name)
     primary = rollouts[-1] if rollouts else None
@@ -221,6 +216,16 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         elif auto is not None and auto.redeploy:
             redeploy_reason = (auto.reason, auto.message)
     need_new = changed or redeploy_reason is not None
+
+    ca_source: CaSource | None = None
+    if connect_ns is not None:
+        # What the rollout in force pins: a new one pins the registry as it is now.
+        now_pinned = list(registry.endpoints) if registry is not None else []
+        calls_tls = pinned_tls(now_pinned if need_new else primary_endpoints(primary))
+        try:  # reads only: a CA that cannot be used refuses the service before anything is written
+            ca_source = resolve_ca(ctx, namespace, spec, connect_ns, calls_tls)
+        except TlsRefusal as exc:
+            raise Refusal(exc.reason, exc.message) from exc
     interception = interception_mode(ns_labels, ctx.settings)
 
     if need_new:
@@ -272,10 +277,12 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         assert primary is not None
         current = primary
     # Certificates and CA bundles before the pods that mount them (a pod waits for a missing volume).
+    tls_certificate: dict[str, Any] | None = None
     try:
         if ca_source is not None and connect_ns is not None:
-            ensure_leaf(ctx, service, ca_source, connect_ns, endpoints)
-        if current.spec.namespace and pinned_tls(current.spec.endpoints):
+            tls_certificate = ensure_leaf(ctx, service, ca_source, connect_ns, endpoints)
+        # Clients verify servers, and mutual-TLS servers verify callers, against the namespace's bundle.
+        if current.spec.namespace and (pinned_tls(current.spec.endpoints) or verifies_callers(spec)):
             ensure_bundle_copy(ctx, current.spec.namespace, namespace)
     except TlsRefusal as exc:
         raise Refusal(exc.reason, exc.message) from exc
@@ -357,8 +364,14 @@ def _reconcile(ctx: Context, service: Obj) -> None:
                 {"discoveryName": d} for d in sorted({e.discovery_name for e in endpoints})
             ],
             "events": events,
+            # null removes it (merge patch): the service no longer uses TLS.
+            "tlsCertificate": tls_certificate,
         },
     )
+
+
+def primary_endpoints(primary: Rollout | None) -> list[Endpoint]:
+    return list(primary.spec.endpoints or []) if primary is not None else []
 
 
 def needs_retry(service: Obj) -> bool:

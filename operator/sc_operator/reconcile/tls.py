@@ -23,6 +23,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -128,12 +129,20 @@ def _operator_ca_name(connect_namespace: str) -> str:
 
 
 def resolve_ca(
-    ctx: Context, service_namespace: str, spec: ConnectServiceSpec, connect_namespace: str
+    ctx: Context,
+    service_namespace: str,
+    spec: ConnectServiceSpec,
+    connect_namespace: str,
+    calls_tls: bool = False,
 ) -> CaSource | None:
-    """The service's CA (reads only); None when it serves no TLS endpoint. Raises :class:`TlsRefusal`."""
+    """The service's CA (reads only); None when it neither serves TLS nor calls TLS endpoints (a service
+    that only calls gets its certificate, for mutual TLS, from the ConnectNamespace's CA as with ``{}``).
+    Raises :class:`TlsRefusal`."""
     ca = tls_entry(spec)
     if ca is None:
-        return None
+        if not calls_tls:
+            return None
+        ca = IssuerCertificateAuthority()
     field = "spec.serviceConnectConfiguration.services[].tls.issuerCertificateAuthority"
     where = service_namespace
     if ca.secret_name is None and ca.issuer_ref is None:
@@ -213,9 +222,9 @@ def ensure_leaf(
     source: CaSource,
     connect_namespace: str,
     endpoints: list[Endpoint],
-) -> None:
+) -> dict[str, Any]:
     """Issue (or renew) the service's leaf, or create its cert-manager Certificate; add its CA to the
-    ConnectNamespace's bundle."""
+    ConnectNamespace's bundle. Returns the service's ``status.tlsCertificate``."""
     meta = service["metadata"]
     ns, name = meta["namespace"], meta["name"]
     request = leaf_request(endpoints, connect_namespace, ns, name)
@@ -237,10 +246,20 @@ def ensure_leaf(
         ca_pem = _decode(filled, "ca.crt") if filled is not None else b""
         if ca_pem:
             add_to_bundle(ctx, connect_namespace, ca_pem)
-        return
-    ca = source.ca if source.ca is not None else _operator_ca(ctx, source, connect_namespace)
-    add_to_bundle(ctx, connect_namespace, ca.cert_pem)
-    _issue_if_needed(ctx, service, ca, request, owner, validity, renew_before)
+        chain = _decode(filled, "tls.crt") if filled is not None else b""
+    else:
+        ca = source.ca if source.ca is not None else _operator_ca(ctx, source, connect_namespace)
+        add_to_bundle(ctx, connect_namespace, ca.cert_pem)
+        chain = _issue_if_needed(ctx, service, ca, request, owner, validity, renew_before)
+    not_after = _not_after(chain)
+    return {"secretName": tls_secret_name(name), "notAfter": not_after}
+
+
+def _not_after(chain: bytes) -> str | None:
+    try:
+        return expires(chain).strftime("%Y-%m-%dT%H:%M:%SZ") if chain else None
+    except ValueError:
+        return None
 
 
 def _issue_if_needed(
@@ -251,7 +270,8 @@ def _issue_if_needed(
     owner: Obj,
     validity: dt.timedelta,
     renew_before: dt.timedelta,
-) -> None:
+) -> bytes:
+    """The leaf chain in force: the stored one when still good, else a new one (stored)."""
     meta = service["metadata"]
     ns, name = meta["namespace"], meta["name"]
     secret_name = tls_secret_name(name)
@@ -262,7 +282,8 @@ def _issue_if_needed(
     key = _decode(current, "tls.key") if current else None
     reason = renewal_reason(chain, key, ca.cert, request, now, renew_before, algorithm)
     if reason is None:
-        return
+        assert chain is not None
+        return chain
     leaf = issue_leaf(ca, request, now, validity, algorithm)
     body: Obj = {
         "apiVersion": "v1",
@@ -283,10 +304,11 @@ def _issue_if_needed(
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         ctx.kube.replace(SECRETS, body, ns)
     until = expires(leaf.chain).strftime("%Y-%m-%dT%H:%M:%SZ")
-    names = ", ".join(request.dns_names)
+    names = ", ".join(request.dns_names) or request.uri
     message = f"TLS certificate for {names} issued ({reason}), valid until {until}"
     log.info("%s/%s: %s", ns, name, message)
     ctx.kube.post_event(service, "Normal", "CertificateIssued", message)
+    return leaf.chain
 
 
 def _bundle_body(connect_namespace: str, namespace: str, pem: bytes) -> Obj:
@@ -371,13 +393,20 @@ def tls_switched(before: Iterable[Endpoint], after: Iterable[Endpoint]) -> list[
     return sorted((name, flag) for name, flag in new.items() if name in old and old[name] != flag)
 
 
+def verifies_callers(spec: ConnectServiceSpec) -> bool:
+    """Whether any endpoint of the service asks for mutual TLS."""
+    scc = spec.service_connect_configuration
+    services = scc.services or [] if scc is not None and scc.enabled else []
+    return any(s.tls is not None and s.tls.mutual_tls is not None for s in services)
+
+
 def pinned_tls(endpoints: list[Endpoint] | None) -> bool:
     return any(ep.tls for ep in endpoints or [])
 
 
 def maintain(ctx: Context, namespace: str, name: str) -> None:
-    """The timer's part: renew the leaf of an accepted TLS service when due (cheap when it is not: one
-    read of the Secret, and of a user's CA Secret)."""
+    """The timer's part: renew the leaf of an accepted service that has one (it serves or calls TLS
+    endpoints) when due; cheap when it is not: a read of the Secret (and of a user's CA Secret)."""
     with ctx.service_lock(namespace, name):
         service = ctx.kube.get_or_none(CONNECT_SERVICES, name, namespace)
         if service is None or service["metadata"].get("deletionTimestamp"):
@@ -389,11 +418,15 @@ def maintain(ctx: Context, namespace: str, name: str) -> None:
             return  # reconcile_service decides (and reports) first
         try:
             spec = ConnectServiceSpec.model_validate(service.get("spec") or {})
-            source = resolve_ca(ctx, namespace, spec, connect_namespace)
+            calls = status.get("tlsCertificate") is not None
+            source = resolve_ca(ctx, namespace, spec, connect_namespace, calls_tls=calls)
             if source is None:
                 return
             endpoints = effective_endpoints(spec, ServiceRef(namespace=namespace, name=name))
-            ensure_leaf(ctx, service, source, connect_namespace, endpoints)
+            cert = ensure_leaf(ctx, service, source, connect_namespace, endpoints)
         except (ValidationError, TlsRefusal) as exc:
             # The next reconcile of the service refuses it with the same words; say it here too.
             log.warning("%s/%s: TLS certificate not renewed: %s", namespace, name, exc)
+            return
+        if status.get("tlsCertificate") != cert:
+            ctx.kube.patch_status(CONNECT_SERVICES, name, {"tlsCertificate": cert}, namespace)

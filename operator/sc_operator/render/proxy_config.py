@@ -94,7 +94,7 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
         if timeouts:
             upstream["timeouts"] = timeouts
         # As pinned: a client keeps plaintext to an endpoint pinned before its owner turned TLS on.
-        tls = endpoint_tls(ep, inputs.connect_namespace)
+        tls = endpoint_tls(ep, inputs)
         if tls is not None:
             upstream["tls"] = tls
         endpoints.append(upstream)
@@ -120,7 +120,7 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
         if timeouts:
             entry["timeouts"] = timeouts
         if s.tls:
-            entry["tls"] = ingress_tls(inputs)
+            entry["tls"] = ingress_tls(inputs, s)
         ingress.append(entry)
 
     doc: dict[str, Any] = {

@@ -1,11 +1,12 @@
 """What TLS adds to a rollout's rendering (pure): names, mounts, the proxy's ``tls`` blocks, and the
 cert-manager ``Certificate`` of a service whose CA is a cert-manager issuer.
 
-Layout (the contract with sc-proxy): a TLS-serving service's leaf Secret (``tls.crt``, ``tls.key``,
-``ca.crt``) is mounted read-only at ``/var/run/serviceconnect/tls/<service>/``; every ingress listener with
-``tls`` points at those files. A client pinning a TLS endpoint mounts its ConnectNamespace's CA bundle
-(a ConfigMap, public certificates only) at ``/var/run/serviceconnect/ca/<connect-namespace>/ca.crt``. Only
-the proxy container mounts them. The kubelet refreshes both in place; the proxy re-reads changed files.
+Layout (the contract with sc-proxy): a service's leaf Secret (``tls.crt``, ``tls.key``, ``ca.crt``) is
+mounted read-only at ``/var/run/serviceconnect/tls/<service>/``; every ingress listener with ``tls`` points
+at those files, and so does every pinned TLS endpoint as the client certificate (mutual TLS). Clients of TLS
+endpoints and mutual-TLS servers mount their ConnectNamespace's CA bundle (a ConfigMap, public certificates
+only) at ``/var/run/serviceconnect/ca/<connect-namespace>/ca.crt``. Only the proxy container mounts them.
+The kubelet refreshes both in place; the proxy re-reads changed files.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sc_operator.api.common import Endpoint
 from sc_operator.api.tls import IssuerRef
 from sc_operator.certs import LeafRequest, spiffe_id
-from sc_operator.render.inputs import RenderInputs
+from sc_operator.render.inputs import RenderInputs, ServedEndpoint
 from sc_operator.render.names import managed_labels, short_hash
 
 TLS_MOUNT_ROOT = "/var/run/serviceconnect/tls"
@@ -61,21 +62,53 @@ def serves_tls(inputs: RenderInputs) -> bool:
 
 
 def trusts_tls(inputs: RenderInputs) -> bool:
-    """Whether the rollout pinned a TLS endpoint (then its proxy needs the namespace's CA bundle)."""
+    """Whether the rollout pinned a TLS endpoint (then its proxy needs the namespace's CA bundle, and a
+    certificate of its own to present where the server asks for one)."""
     return any(ep.tls for ep in inputs.pinned)
 
 
-def ingress_tls(inputs: RenderInputs) -> dict[str, Any]:
-    base = leaf_dir(inputs.service_name)
+def has_leaf(inputs: RenderInputs) -> bool:
+    """Whether the service has a leaf certificate: it serves TLS, or calls TLS endpoints (mutual TLS)."""
+    return serves_tls(inputs) or trusts_tls(inputs)
+
+
+def needs_bundle(inputs: RenderInputs) -> bool:
+    """Whether the proxy verifies peers: servers of TLS endpoints (callers, with mutual TLS) or clients."""
+    return trusts_tls(inputs) or any(s.mutual_tls is not None for s in inputs.served())
+
+
+def _leaf_files(service: str) -> dict[str, str]:
+    base = leaf_dir(service)
     return {"certFile": f"{base}/tls.crt", "keyFile": f"{base}/tls.key"}
 
 
-def endpoint_tls(ep: Endpoint, connect_namespace: str) -> dict[str, Any] | None:
+def ingress_tls(inputs: RenderInputs, served: ServedEndpoint) -> dict[str, Any]:
+    """A TLS listener: the service's leaf; with mutual TLS the namespace's bundle verifies callers and
+    ``allowedCallers`` (URI identities) narrows who may call."""
+    out: dict[str, Any] = _leaf_files(inputs.service_name)
+    mutual = served.mutual_tls
+    if mutual is not None:
+        cns = inputs.connect_namespace
+        out["clientCaFile"] = ca_file(cns)
+        callers = {
+            spiffe_id(cns, c.namespace or inputs.k8s_namespace, c.name) for c in mutual.allowed_callers or []
+        }
+        if callers:
+            out["allowedCallers"] = sorted(callers)
+    return out
+
+
+def endpoint_tls(ep: Endpoint, inputs: RenderInputs) -> dict[str, Any] | None:
     """The client side of a pinned endpoint: verify the chain against the namespace's bundle and the
-    discoveryName (a DNS SAN of every leaf serving it)."""
+    discoveryName (a DNS SAN of every leaf serving it), and present the service's own certificate when the
+    server asks (mutual TLS; a server that does not ask never sees it)."""
     if not ep.tls:
         return None
-    return {"caFile": ca_file(connect_namespace), "serverName": ep.discovery_name}
+    return {
+        "caFile": ca_file(inputs.connect_namespace),
+        "serverName": ep.discovery_name,
+        **_leaf_files(inputs.service_name),
+    }
 
 
 def volumes_and_mounts(inputs: RenderInputs) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -83,10 +116,10 @@ def volumes_and_mounts(inputs: RenderInputs) -> tuple[list[dict[str, Any]], list
     not use TLS renders exactly as before)."""
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
-    if serves_tls(inputs):
+    if has_leaf(inputs):
         volumes.append({"name": TLS_VOLUME, "secret": {"secretName": tls_secret_name(inputs.service_name)}})
         mounts.append({"name": TLS_VOLUME, "mountPath": leaf_dir(inputs.service_name), "readOnly": True})
-    if trusts_tls(inputs):
+    if needs_bundle(inputs):
         cns = inputs.connect_namespace
         volumes.append({"name": CA_VOLUME, "configMap": {"name": ca_bundle_name(cns)}})
         mounts.append({"name": CA_VOLUME, "mountPath": f"{CA_MOUNT_ROOT}/{cns}", "readOnly": True})

@@ -153,7 +153,15 @@ def test_a_tls_service_and_its_client(
     assert _proxy_doc(kube, client_ns, "client")["endpoints"][0]["tls"] == {
         "caFile": f"/var/run/serviceconnect/ca/{connect_namespace}/ca.crt",
         "serverName": "nginx",
+        "certFile": "/var/run/serviceconnect/tls/client/tls.crt",
+        "keyFile": "/var/run/serviceconnect/tls/client/tls.key",
     }
+    # The client's own certificate (presented when a server asks: mutual TLS) names only its identity.
+    _, client_cert = _leaf(kube, client_ns, "client")
+    assert _sans(client_cert) == ([], [f"spiffe://{connect_namespace}/ns/{client_ns}/connectservice/client"])
+    status = kube.get(CONNECT_SERVICES, "client", client_ns)["status"]
+    assert status["tlsCertificate"]["secretName"] == "sc-tls-client"
+    assert status["tlsCertificate"]["notAfter"]
     # The CA's key is only in the CA namespace's Secret.
     ca_secret = kube.get(SECRETS, f"sc-ca-{connect_namespace}", ca_ns)
     assert ca_secret["data"]["tls.key"]
@@ -400,3 +408,21 @@ def test_turning_tls_on_warns_that_clients_keep_their_pins(
     assert message.startswith("TLS turned on for late: clients keep what they pinned")
     # The caller pinned the endpoint in plaintext and keeps it until it is redeployed.
     assert "tls" not in _proxy_doc(kube, namespace, "caller")["endpoints"][0]
+
+
+def test_mutual_tls_lists_the_allowed_callers(
+    tls_operator: OperatorProcess, kube: Kube, namespace: str, connect_namespace: str
+) -> None:
+    tls = {"issuerCertificateAuthority": {}, "mutualTls": {"allowedCallers": [{"name": "frontend"}]}}
+    kube.create(CONNECT_SERVICES, tls_service("api", namespace, connect_namespace, tls), namespace)
+    assert _accepted(kube, namespace, "api")["status"] == "True"
+    ingress = _proxy_doc(kube, namespace, "api")["ingress"][0]["tls"]
+    assert ingress["clientCaFile"] == f"/var/run/serviceconnect/ca/{connect_namespace}/ca.crt"
+    assert ingress["allowedCallers"] == [
+        f"spiffe://{connect_namespace}/ns/{namespace}/connectservice/frontend"
+    ]
+    deployment = wait_for("api's Deployment", lambda: kube.get_or_none(DEPLOYMENTS, "api", namespace))
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert any(v.get("configMap", {}).get("name") == f"sc-ca-{connect_namespace}" for v in volumes)
+    # The server needs the bundle in its own namespace to verify callers.
+    wait_for("the bundle", lambda: kube.get_or_none(CONFIGMAPS, f"sc-ca-{connect_namespace}", namespace))

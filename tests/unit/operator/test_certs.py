@@ -153,3 +153,21 @@ def test_openssl_verifies_the_leaf_against_the_bundle(ca: CertificateAuthority, 
     bad = subprocess.run([*args, "-verify_hostname", "redis", str(tmp_path / "tls.crt")], capture_output=True)
     assert bad.returncode != 0
     assert key_pem(fresh.key) not in (tmp_path / "ca.crt").read_bytes()
+
+
+def test_a_calling_only_service_gets_a_uri_only_client_certificate(ca: CertificateAuthority) -> None:
+    leaf = issue_leaf(ca, LeafRequest.of([], URI), T0, WEEK, "ECDSA_P256")
+    cert = x509.load_pem_x509_certificates(leaf.chain)[0]
+    assert _sans_of(cert) == ([], [URI])
+    assert cert.subject.rfc4514_string() == "CN=nginx,O=serviceconnect.dev"
+    store = Store(x509.load_pem_x509_certificates(leaf.ca))
+    PolicyBuilder().store(store).time(T0).build_client_verifier().verify(cert, [])
+    with pytest.raises(CertError):
+        issue_leaf(ca, LeafRequest.of([], ""), T0, WEEK, "ECDSA_P256")
+
+
+def _sans_of(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sorted(san.get_values_for_type(x509.DNSName)), san.get_values_for_type(
+        x509.UniformResourceIdentifier
+    )

@@ -66,7 +66,11 @@ def test_client_trusts_the_namespace_bundle_for_tls_pins_only() -> None:
     assert endpoints["nginx"]["tls"] == {
         "caFile": f"/var/run/serviceconnect/ca/{NAMESPACE}/ca.crt",
         "serverName": "nginx",
+        # Its own certificate, presented when the server asks (mutual TLS).
+        "certFile": "/var/run/serviceconnect/tls/client/tls.crt",
+        "keyFile": "/var/run/serviceconnect/tls/client/tls.key",
     }
+    assert {"name": "sc-tls", "secret": {"secretName": "sc-tls-client"}} in spec["volumes"]
     assert "tls" not in endpoints["redis"]  # pinned before (or without) TLS: plaintext
 
 
@@ -125,3 +129,24 @@ def test_cert_manager_certificate() -> None:
         "rotationPolicy": "Always",
     }
     assert cert["spec"]["issuerRef"] == {"name": "ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+
+
+def test_mutual_tls_server_verifies_callers_and_lists_who_may_call() -> None:
+    spec = copy.deepcopy(TLS_SPEC)
+    spec["serviceConnectConfiguration"]["services"][0]["tls"]["mutualTls"] = {
+        "allowedCallers": [{"name": "client"}, {"namespace": "shop", "name": "orders"}]
+    }
+    children = render_children(make_inputs(spec, endpoints=[]))
+    (ingress,) = _doc(children)["ingress"]
+    assert ingress["tls"]["clientCaFile"] == f"/var/run/serviceconnect/ca/{NAMESPACE}/ca.crt"
+    assert ingress["tls"]["allowedCallers"] == [
+        f"spiffe://{NAMESPACE}/ns/default/connectservice/client",
+        f"spiffe://{NAMESPACE}/ns/shop/connectservice/orders",
+    ]
+    volumes = children.deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "sc-ca", "configMap": {"name": f"sc-ca-{NAMESPACE}"}} in volumes
+    # Any caller of the namespace: the CA bundle, no list.
+    spec["serviceConnectConfiguration"]["services"][0]["tls"]["mutualTls"] = {}
+    (ingress,) = _doc(render_children(make_inputs(spec, endpoints=[])))["ingress"]
+    assert "allowedCallers" not in ingress["tls"]
+    assert ingress["tls"]["clientCaFile"].endswith("/ca.crt")
