@@ -43,7 +43,8 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
 
 @pytest.fixture(scope="module")
 def scope() -> str:
-    return uuid.uuid4().hex[:8]
+    # A leading letter: hex digits alone may read as a number to the API server's YAML (1e345678).
+    return f"s{uuid.uuid4().hex[:7]}"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ from support.webhookenv import SCOPE_LABEL, WebhookServer, scoped_webhook_config
 
 @pytest.fixture(scope="module")
 def scope() -> str:
-    return uuid.uuid4().hex[:8]
+    # A leading letter: hex digits alone may read as a number to the API server's YAML (1e345678).
+    return f"s{uuid.uuid4().hex[:7]}"
 
 
 @pytest.fixture(scope="module")
