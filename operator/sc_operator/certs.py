@@ -71,10 +71,23 @@ def _public_bytes(key: object) -> bytes:
 
 @dataclass(frozen=True)
 class CertificateAuthority:
-    """A CA certificate and its private key."""
+    """A CA certificate and its private key; ``chain``: the certificates above it (an intermediate CA's
+    issuers, up to the root when given), in the order of the Secret's ``tls.crt``."""
 
     cert: x509.Certificate
     key: PrivateKey
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def trust_pem(self) -> bytes:
+        """What clients must trust: the CA and its chain. Proxies verify up to a self-signed root (no
+        partial chains), so an intermediate CA's Secret should carry its root too."""
+        return b"".join(cert_pem(c) for c in (self.cert, *self.chain))
+
+    @property
+    def intermediates_pem(self) -> bytes:
+        """What a leaf's chain carries after the leaf: every CA certificate except a self-signed root."""
+        return b"".join(cert_pem(c) for c in (self.cert, *self.chain) if not _is_self_signed(c))
 
     @property
     def cert_pem(self) -> bytes:
@@ -107,13 +120,17 @@ class CertificateAuthority:
             constraints = None
         if constraints is None or not constraints.ca:
             raise CertError("tls.crt is not a CA certificate (basicConstraints CA:TRUE is missing)")
-        return cls(cert=cert, key=key)
+        return cls(cert=cert, key=key, chain=tuple(certs[1:]))
 
 
 def new_ca(
-    common_name: str, now: dt.datetime, validity: dt.timedelta, algorithm: KeyAlgorithm
+    common_name: str,
+    now: dt.datetime,
+    validity: dt.timedelta,
+    algorithm: KeyAlgorithm,
+    path_length: int | None = 0,
 ) -> CertificateAuthority:
-    """A self-signed CA that may sign leaves only (pathLen 0)."""
+    """A self-signed CA; by default it may sign leaves only (pathLen 0)."""
     key = new_key(algorithm)
     name = x509.Name(
         [
@@ -130,7 +147,7 @@ def new_ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -244,7 +261,7 @@ def issue_leaf(
         )
         .sign(ca.key, hashes.SHA256())
     )
-    chain = cert_pem(cert) + (b"" if _is_self_signed(ca.cert) else ca.cert_pem)
+    chain = cert_pem(cert) + ca.intermediates_pem
     return IssuedLeaf(chain=chain, key=key_pem(key), ca=ca.cert_pem)
 
 

@@ -249,7 +249,7 @@ def ensure_leaf(
         chain = _decode(filled, "tls.crt") if filled is not None else b""
     else:
         ca = source.ca if source.ca is not None else _operator_ca(ctx, source, connect_namespace)
-        add_to_bundle(ctx, connect_namespace, ca.cert_pem)
+        add_to_bundle(ctx, connect_namespace, ca.trust_pem)
         chain = _issue_if_needed(ctx, service, ca, request, owner, validity, renew_before)
     not_after = _not_after(chain)
     return {"secretName": tls_secret_name(name), "notAfter": not_after}

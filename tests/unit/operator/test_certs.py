@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from sc_operator.certs import (
     CertError,
     CertificateAuthority,
+    IssuedLeaf,
     LeafRequest,
+    cert_pem,
     issue_leaf,
     key_pem,
     merge_bundle,
@@ -171,3 +174,56 @@ def _sans_of(cert: x509.Certificate) -> tuple[list[str], list[str]]:
     return sorted(san.get_values_for_type(x509.DNSName)), san.get_values_for_type(
         x509.UniformResourceIdentifier
     )
+
+
+def _intermediate_leaf() -> tuple[CertificateAuthority, IssuedLeaf]:
+    """A user's intermediate CA Secret (tls.crt = intermediate + root) and a leaf it issued."""
+    ca = new_ca("team root", T0, WEEK * 20, "ECDSA_P256", path_length=1)
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "team intermediate")])
+    usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
+    inter = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.cert.subject)
+        .public_key(inter_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(T0)
+        .not_valid_after(T0 + WEEK * 10)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(ca.key, hashes.SHA256())
+    )
+    user = CertificateAuthority.from_pem(cert_pem(inter) + ca.cert_pem, key_pem(inter_key))
+    return user, issue_leaf(user, REQ, T0, WEEK, "ECDSA_P256")
+
+
+def test_an_intermediate_ca_from_a_secret_chains_to_its_root() -> None:
+    """Leaves of an intermediate carry it (not the root); the bundle carries the root."""
+    user, leaf = _intermediate_leaf()
+    assert len(x509.load_pem_x509_certificates(leaf.chain)) == 2
+    bundle = merge_bundle(b"", [user.trust_pem], T0)
+    assert len(x509.load_pem_x509_certificates(bundle)) == 2
+    _verify(leaf.chain, bundle, "nginx", T0 + dt.timedelta(hours=1))
+
+
+def _openssl_verifies(tmp_path: Path, bundle: bytes, chain: bytes, at: dt.datetime) -> bool:
+    """``openssl verify`` as the proxies' OpenSSL verifies: complete chains only (no -partial_chain)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl CLI not installed")
+    leaf, *rest = x509.load_pem_x509_certificates(chain)
+    (tmp_path / "ca.crt").write_bytes(bundle)
+    (tmp_path / "leaf.crt").write_bytes(cert_pem(leaf))
+    (tmp_path / "untrusted.crt").write_bytes(b"".join(cert_pem(c) for c in rest))
+    args = ["-CAfile", str(tmp_path / "ca.crt"), "-untrusted", str(tmp_path / "untrusted.crt")]
+    args += ["-attime", str(int(at.timestamp())), str(tmp_path / "leaf.crt")]
+    return subprocess.run([openssl, "verify", *args], capture_output=True).returncode == 0
+
+
+def test_openssl_needs_the_root_of_an_intermediate(tmp_path: Path) -> None:
+    user, leaf = _intermediate_leaf()
+    at = T0 + dt.timedelta(hours=1)
+    assert _openssl_verifies(tmp_path, merge_bundle(b"", [user.trust_pem], T0), leaf.chain, at)
+    # Trusting the intermediate alone is not enough: the bundle carries the root.
+    assert not _openssl_verifies(tmp_path, user.cert_pem, leaf.chain, at)
