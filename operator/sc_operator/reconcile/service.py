@@ -75,6 +75,7 @@ RETRIABLE_REASONS = frozenset(
         "OneNamespace",
         # TLS: the CA Secret may be created, cert-manager installed, later.
         "CaSecretNotFound",
+        "CaNamespaceNotFound",
         "CertManagerNotInstalled",
     }
 )

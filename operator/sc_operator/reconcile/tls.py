@@ -40,7 +40,7 @@ from sc_operator.certs import (
     new_ca,
     renewal_reason,
 )
-from sc_operator.kube import CONFIGMAPS, CONNECT_SERVICES, ApiError, Obj, Resource
+from sc_operator.kube import CONFIGMAPS, CONNECT_SERVICES, NAMESPACES, ApiError, Obj, Resource
 from sc_operator.reconcile.conditions import get_condition
 from sc_operator.reconcile.context import Context
 from sc_operator.render.names import label_value, managed_labels
@@ -171,7 +171,18 @@ def resolve_ca(
     if ca.secret_name is not None:
         loaded = _load_ca(ctx, where, ca.secret_name, f"{field}.secretName")
         return CaSource("secret", where, ca.secret_name, ca=loaded)
-    return CaSource("operator", ca_namespace(ctx), _operator_ca_name(connect_namespace))
+    home, name = ca_namespace(ctx), _operator_ca_name(connect_namespace)
+    if ctx.kube.get_or_none(SECRETS, name, home) is None and ctx.kube.get_or_none(NAMESPACES, home) is None:
+        raise _no_ca_namespace(home)
+    return CaSource("operator", home, name)
+
+
+def _no_ca_namespace(home: str) -> TlsRefusal:
+    return TlsRefusal(
+        "CaNamespaceNotFound",
+        f"the CA namespace {home!r} (SC_CA_NAMESPACE, else the operator's namespace) does not exist: "
+        "the operator keeps each ConnectNamespace's CA key there",
+    )
 
 
 def cert_manager_installed(ctx: Context) -> bool:
@@ -205,7 +216,12 @@ def _operator_ca(ctx: Context, source: CaSource, connect_namespace: str) -> Cert
             },
             "data": {"tls.crt": _encode(made.cert_pem), "tls.key": _encode(made.key_pem)},
         }
-        existing, created = ctx.kube.create_or_get(SECRETS, body, source.secret_namespace)
+        try:
+            existing, created = ctx.kube.create_or_get(SECRETS, body, source.secret_namespace)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            raise _no_ca_namespace(source.secret_namespace) from None
         if created:
             log.info("created the CA of ConnectNamespace %s", connect_namespace)
     try:

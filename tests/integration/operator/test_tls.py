@@ -426,3 +426,36 @@ def test_mutual_tls_lists_the_allowed_callers(
     assert any(v.get("configMap", {}).get("name") == f"sc-ca-{connect_namespace}" for v in volumes)
     # The server needs the bundle in its own namespace to verify callers.
     wait_for("the bundle", lambda: kube.get_or_none(CONFIGMAPS, f"sc-ca-{connect_namespace}", namespace))
+
+
+def test_a_missing_ca_namespace_refuses_until_it_exists(
+    tls_operator: OperatorProcess, kube: Kube, namespace: str
+) -> None:
+    missing = f"sc-ca-late-{uuid.uuid4().hex[:6]}"
+    cns = f"cns-{uuid.uuid4().hex[:8]}"
+    kube.create(
+        CONNECT_NAMESPACES, {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": cns}}
+    )
+    tls_operator.stop()
+    saved = dict(tls_operator.env)
+    tls_operator.env["SC_CA_NAMESPACE"] = missing
+    tls_operator.start()
+    try:
+        kube.create(CONNECT_SERVICES, tls_service("early", namespace, cns), namespace)
+        cond = _accepted(kube, namespace, "early")
+        assert (cond["status"], cond["reason"]) == ("False", "CaNamespaceNotFound")
+        assert missing in cond["message"]
+        assert kube.get_or_none(DEPLOYMENTS, "early", namespace) is None  # refused before any write
+        kube.create(NAMESPACES, {"metadata": {"name": missing}})
+        wait_for(
+            "early accepted", lambda: (c := accepted(kube, namespace, "early")) and c["status"] == "True"
+        )
+        assert kube.get(SECRETS, f"sc-ca-{cns}", missing)["type"] == "kubernetes.io/tls"
+    finally:
+        kube.delete(CONNECT_SERVICES, "early", namespace)
+        tls_operator.stop()
+        tls_operator.env.clear()
+        tls_operator.env.update(saved)
+        tls_operator.start()
+        kube.delete(NAMESPACES, missing)
+        kube.delete(CONNECT_NAMESPACES, cns)
