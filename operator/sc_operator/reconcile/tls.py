@@ -23,7 +23,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -78,8 +78,8 @@ class TlsRefusal(Exception):
 class CaSource:
     """Where a service's certificates come from, resolved."""
 
-    kind: str
-    """``operator`` (the ConnectNamespace's CA the operator keeps), ``secret`` or ``cert-manager``."""
+    kind: Literal["operator", "secret", "cert-manager"]
+    """The ConnectNamespace's CA the operator keeps, a user's CA Secret, or a cert-manager issuer."""
     secret_namespace: str = ""
     secret_name: str = ""
     issuer: IssuerRef | None = None
