@@ -280,6 +280,9 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     # Certificates and CA bundles before the pods that mount them (a pod waits for a missing volume).
     tls_certificate: dict[str, Any] | None = None
     try:
+        if ca_source is None and connect_ns is not None and pinned_tls(current.spec.endpoints):
+            # A TLS endpoint was registered between the checks and the snapshot: it needs a certificate.
+            ca_source = resolve_ca(ctx, namespace, spec, connect_ns, calls_tls=True)
         if ca_source is not None and connect_ns is not None:
             tls_certificate = ensure_leaf(ctx, service, ca_source, connect_ns, endpoints)
         # Clients verify servers, and mutual-TLS servers verify callers, against the namespace's bundle.
