@@ -71,7 +71,7 @@ class Imported:
     dropped: list[str] = field(default_factory=list)
     """Paths of ECS fields with no meaning here."""
     warnings: list[str] = field(default_factory=list)
-    """What changes behaviour: mapped ARNs, TLS not enforced, dropped fields that did something in ECS."""
+    """What changes behaviour: mapped ARNs, the TLS CA, dropped fields that did something in ECS."""
 
 
 def keep_known(model: type[BaseModel], data: Any, path: str, dropped: list[str]) -> Any:
@@ -244,13 +244,31 @@ def _carry_service_connect(
         else:
             config["namespace"] = mapped
     for i, svc in enumerate(config.get("services") or []):
-        if isinstance(svc, Mapping) and svc.get("tls") is not None:
-            # Carried, not refused: the seed tutorial itself asks for TLS, and keeping the field makes the
-            # import lossless, so the service gets TLS once the operator implements it.
-            result.warnings.append(
-                f"{where}.services[{i}].tls: carried over but NOT enforced: TLS between proxies is not "
-                "implemented yet, so this endpoint's traffic is plaintext until it is"
-            )
+        if isinstance(svc, dict) and isinstance(svc.get("tls"), dict):
+            _map_tls(svc["tls"], f"{where}.services[{i}].tls", result.warnings)
+
+
+def _map_tls(tls: dict[str, Any], where: str, warnings: list[str]) -> None:
+    """ECS's TLS block, made one the operator enforces: the AWS Private CA becomes the operator's own CA
+    for the ConnectNamespace (``{}``); ``kmsKey`` and ``roleArn`` are dropped (refused by validation)."""
+    ca = tls.get("issuerCertificateAuthority")
+    if isinstance(ca, dict) and "awsPcaAuthorityArn" in ca:
+        arn = ca.pop("awsPcaAuthorityArn")
+        warnings.append(
+            f"{where}.issuerCertificateAuthority.awsPcaAuthorityArn: {arn} mapped to {{}}: TLS is enforced "
+            "with a CA the operator creates for the ConnectNamespace (set secretName or issuerRef to use "
+            "your own CA); clients trust it, not the AWS Private CA"
+        )
+    for key, why in (
+        (
+            "kmsKey",
+            "private keys live in Kubernetes Secrets (encrypt them with the API server's KMS provider)",
+        ),
+        ("roleArn", "no IAM role is involved"),
+    ):
+        if key in tls:
+            del tls[key]
+            warnings.append(f"{where}.{key}: dropped: {why}")
 
 
 # -- clusters and Cloud Map namespaces ---------------------------------------------------------------

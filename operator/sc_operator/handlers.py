@@ -8,7 +8,8 @@ a failure.
 - ConnectService create/update/resume → validate, register, roll out, materialise;
   delete (kopf's finalizer) → deregister; the children go by owner references.
 - A timer per ConnectService → refresh its status; retry a refusal another object may have cured;
-  apply the autoRedeploy policy (a redeploy when endpoints were added to the namespace).
+  apply the autoRedeploy policy (a redeploy when endpoints were added to the namespace); renew its TLS
+  certificate when due.
 - Pod and Deployment events of managed workloads → refresh the owning service's status (coalesced).
 - ConnectNamespace create/resume → initial status; spec → its default autoRedeploy policy, remembered;
   delete → blocked while services use it.
@@ -49,6 +50,7 @@ from sc_operator.reconcile.peers import needs_sync, sync_peers
 from sc_operator.reconcile.redeploy import check_auto_redeploy, policy_applies
 from sc_operator.reconcile.service import delete_service, needs_retry, reconcile_service
 from sc_operator.reconcile.status import refresh_status
+from sc_operator.reconcile.tls import maintain as maintain_tls
 from sc_operator.render.names import label_value
 from sc_operator.settings import OperatorSettings
 
@@ -180,6 +182,15 @@ def service_resync(namespace: str | None, name: str, body: kopf.Body, **_: Any) 
     _guard(f"refreshing {namespace}/{name}", lambda: _coalesced_refresh(namespace, name))
     spec, cns = dict(body.spec), status.get("namespace")
     _guard(f"autoRedeploy of {namespace}/{name}", lambda: _auto_redeploy(namespace, name, spec, cns))
+    # Services with a certificate: they serve TLS, or call TLS endpoints (their certificate for mutual TLS).
+    if _serves_tls(spec) or status.get("tlsCertificate"):
+        _guard(f"TLS certificate of {namespace}/{name}", lambda: maintain_tls(ctx(), namespace, name))
+
+
+def _serves_tls(spec: dict[str, Any]) -> bool:
+    """Cheap test on the raw spec (the timer runs for every service): any services[].tls."""
+    scc = spec.get("serviceConnectConfiguration") or {}
+    return any(isinstance(s, dict) and s.get("tls") is not None for s in scc.get("services") or [])
 
 
 def _auto_redeploy(namespace: str, name: str, spec: dict[str, Any], cns: str | None) -> None:

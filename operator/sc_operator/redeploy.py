@@ -61,8 +61,9 @@ def endpoint_label(ep: Endpoint) -> str:
     return f"{ep.dns_name}:{ep.port}"
 
 
-def _key(ep: Endpoint) -> tuple[str, str, int]:
-    return (ep.discovery_name, ep.dns_name, ep.port)
+def _key(ep: Endpoint) -> tuple[str, str, int, bool]:
+    # TLS is part of what a client pinned: a switch is news too (the client must re-pin to follow it).
+    return (ep.discovery_name, ep.dns_name, ep.port, bool(ep.tls))
 
 
 def unpinned_endpoints(

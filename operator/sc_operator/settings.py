@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Interception = Literal["redirect", "listeners"]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -88,6 +88,15 @@ class OperatorSettings(BaseModel):
     pod_level_resources: Literal["auto", "enabled", "disabled"] = "auto"
     #: Seconds the start-up gate (API servers < 1.29) waits for the proxy's ``/ready``.
     wait_ready_timeout: int = Field(default=120, ge=1, le=3600)
+    #: TLS between proxies (ECS: certificates rotated every 5 days, failures if 7 days pass unrotated):
+    #: each leaf is valid this long, and renewed when no more than ``tls_renew_before_seconds`` remain.
+    tls_certificate_validity_seconds: int = Field(default=7 * 86400, ge=60)
+    tls_renew_before_seconds: int = Field(default=2 * 86400, ge=10)
+    #: Key type of the CAs the operator creates and of every leaf it issues (ECS: ECDSA 256 or RSA 2048).
+    tls_key_algorithm: Literal["ECDSA_P256", "RSA_2048"] = "ECDSA_P256"
+    #: Where CA private keys (and ConnectNamespace-level ``secretName`` CAs) live; empty: the operator's
+    #: own namespace (``POD_NAMESPACE``), else ``default``.
+    ca_namespace: str = Field(default="", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$", max_length=63)
 
     @field_validator("proxy_resources")
     @classmethod
@@ -97,6 +106,15 @@ class OperatorSettings(BaseModel):
             if bad:
                 raise ValueError(f"only 'requests' and 'limits' are allowed, not {bad[0]!r}")
         return value
+
+    @model_validator(mode="after")
+    def _renewal_within_validity(self) -> OperatorSettings:
+        if self.tls_renew_before_seconds >= self.tls_certificate_validity_seconds:
+            raise ValueError(
+                "tls_renew_before_seconds must be less than tls_certificate_validity_seconds "
+                f"({self.tls_renew_before_seconds} >= {self.tls_certificate_validity_seconds})"
+            )
+        return self
 
     @property
     def effective_proxy_version(self) -> str:
@@ -136,6 +154,8 @@ class OperatorSettings(BaseModel):
                 loc = ".".join(str(p) for p in err["loc"])
                 head = loc.split(".", 1)[0]
                 where = f"{ENV_PREFIX}{head.upper()}" + (loc[len(head) :] if "." in loc else "")
+                if not head:  # a rule across settings: its message names them
+                    where = f"{ENV_PREFIX}* settings"
                 problems.append(f"{where}: {err['msg']}")
             raise SettingsError("; ".join(problems)) from None
 

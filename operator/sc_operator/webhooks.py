@@ -26,21 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from sc_operator import API_VERSION, GROUP, VERSION
-from sc_operator.api import ConnectNamespaceSpec, ServiceRef
+from sc_operator.api import ServiceRef
 from sc_operator.reconcile.service import Refusal, resolve_namespace
 from sc_operator.registry import Registry
 from sc_operator.validation import (
     STANDALONE_TASK_MESSAGE,
     Violation,
     parse_and_validate,
+    validate_namespace,
     validate_registration,
     validate_service,
 )
-from sc_operator.validation.namespace import peer_violations
-from sc_operator.validation.schema import violations_from
 
 logger = logging.getLogger(__name__)
 
@@ -125,16 +122,9 @@ def review_registration(
 
 
 def review_connect_namespace(obj: Obj) -> Verdict:
-    """A ConnectNamespace is admitted when its spec parses and its peers obey the rules a schema cannot
-    say (not the own-name rule: reconciliation applies that); its status is the operator's business."""
-    spec = obj.get("spec") or {}
-    if not isinstance(spec, Mapping):
-        return _deny("ConnectNamespace", obj, [Violation("schema", "spec", "spec must be an object")])
-    try:
-        ConnectNamespaceSpec.model_validate(spec)
-    except ValidationError as exc:
-        return _deny("ConnectNamespace", obj, violations_from(exc, "spec"))
-    return _deny("ConnectNamespace", obj, peer_violations(spec.get("peers") or []))
+    """A ConnectNamespace is admitted when its spec passes :func:`validate_namespace` (the schema, and
+    the rules on its default TLS CA); its status is the operator's business."""
+    return _deny("ConnectNamespace", obj, validate_namespace(obj))
 
 
 # -- pods: standalone tasks ----------------------------------------------------------------------------

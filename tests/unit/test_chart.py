@@ -309,13 +309,16 @@ def test_operator_pod_is_locked_down(default: list[dict[str, Any]]) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def test_rbac_grants_no_wildcards_and_no_secrets(default: list[dict[str, Any]]) -> None:
+def test_rbac_grants_no_wildcards_and_secrets_only_for_issuance(default: list[dict[str, Any]]) -> None:
     role = one(default, "ClusterRole")
     for rule in role["rules"]:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], rule
-        assert "secrets" not in rule["resources"], "the operator never reads Secrets"
+        if "secrets" in rule["resources"]:
+            # TLS issuance reads CA Secrets by name and writes leaves; it never lists, watches or deletes.
+            assert (rule["resources"], rule["verbs"]) == (["secrets"], ["get", "create", "update"])
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+    assert not [r for r in role["rules"] if "cert-manager.io" in r["apiGroups"]]
     binding = one(default, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {
@@ -332,3 +335,23 @@ def test_notes_say_what_was_installed(helm: Helm) -> None:
     )
     assert "Webhooks:   on (custom resources: failurePolicy Fail; pods: Ignore" in out
     assert "rollout status deployment/sc-service-connect" in out
+
+
+def test_tls_settings_and_cert_manager_rbac(helm: Helm) -> None:
+    docs = helm.template(
+        sets={
+            "tls": {"certManager": {"enabled": True}, "renewBeforeSeconds": 3600, "keyAlgorithm": "RSA_2048"}
+        }
+    )
+    env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
+    assert env["SC_TLS_RENEW_BEFORE_SECONDS"] == "3600"
+    assert env["SC_TLS_CERTIFICATE_VALIDITY_SECONDS"] == "604800"
+    assert env["SC_TLS_KEY_ALGORITHM"] == "RSA_2048"
+    rules = [r for r in one(docs, "ClusterRole")["rules"] if "cert-manager.io" in r["apiGroups"]]
+    assert rules == [
+        {
+            "apiGroups": ["cert-manager.io"],
+            "resources": ["certificates"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]

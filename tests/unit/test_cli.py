@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import subprocess
@@ -333,3 +334,19 @@ def test_import_ecs_names_nested_fields_it_drops(capsys: pytest.CaptureFixture[s
         "protocol": "tcp",
         "appProtocol": "http",
     }
+
+
+def test_validate_refuses_the_aws_private_ca_saying_what_to_use(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = service_doc()
+    scc = copy.deepcopy(doc["spec"]["serviceConnectConfiguration"])
+    scc["services"][0]["tls"] = {"issuerCertificateAuthority": {"awsPcaAuthorityArn": "arn:aws:acm-pca:x"}}
+    doc["spec"]["serviceConnectConfiguration"] = scc
+    code, out, _ = run(capsys, "validate", "-f", "-", stdin=yaml.safe_dump(doc))
+    assert code == 1
+    assert (
+        "  spec.serviceConnectConfiguration.services[0].tls.issuerCertificateAuthority.awsPcaAuthorityArn: "
+        "[tls-aws-pca] AWS Private CA is not available to Service Connect for Kubernetes; use {}" in out
+    )
+    scc["services"][0]["tls"] = {"issuerCertificateAuthority": {}}
+    code, out, _ = run(capsys, "validate", "-f", "-", stdin=yaml.safe_dump(doc))
+    assert code == 0, out

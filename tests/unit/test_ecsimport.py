@@ -134,8 +134,11 @@ def test_the_seed_tutorial_imports_whole_and_validates(
     else:
         # The input form leaves the namespace to the cluster default, and asks for TLS.
         assert "namespace" not in scc
-        assert "tls" in scc["services"][0]
-        assert "services[0].tls: carried over but NOT enforced" in err
+        # TLS is enforced, with the operator's CA in place of the AWS Private CA.
+        assert scc["services"][0]["tls"] == {"issuerCertificateAuthority": {}}
+        assert "services[0].tls.issuerCertificateAuthority.awsPcaAuthorityArn: certificateArn mapped" in err
+        assert "mapped to {}: TLS is enforced" in err
+        assert "services[0].tls.kmsKey: dropped" in err
     code, out = validate(capsys, tmp_path, objects)
     assert code == 0, out
 

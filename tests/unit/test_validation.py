@@ -187,7 +187,7 @@ def test_links() -> None:
 def test_tls_with_bridge(mode: str, refused: bool) -> None:
     spec = base()
     spec["taskDefinition"]["networkMode"] = mode
-    svc(spec)["tls"] = {"issuerCertificateAuthority": {"awsPcaAuthorityArn": "arn:aws:acm-pca:x"}}
+    svc(spec)["tls"] = {"issuerCertificateAuthority": {}}
     assert rules(spec) == ({("bridge-tls", f"{SCC}.services[0].tls")} if refused else set())
 
 

@@ -304,3 +304,15 @@ def test_the_namespace_label_names_the_default_connect_namespace(nginx: dict[str
     verdict = webhooks.review_registration(nginx, {DEFAULT_NAMESPACE_LABEL: "service-connect"}, registry)
     assert not verdict.allowed
     assert verdict.violations[0].rule == "discovery-name-duplicate"
+
+
+def test_connect_namespace_default_ca_from_aws_is_refused() -> None:
+    obj = {
+        "metadata": {"name": "shop"},
+        "spec": {"tls": {"issuerCertificateAuthority": {"awsPcaAuthorityArn": "arn:aws:acm-pca:x"}}},
+    }
+    verdict = webhooks.review_connect_namespace(obj)
+    assert not verdict.allowed
+    assert "spec.tls.issuerCertificateAuthority.awsPcaAuthorityArn: [tls-aws-pca]" in verdict.message
+    obj["spec"] = {"tls": {"issuerCertificateAuthority": {"secretName": "shop-ca"}}}
+    assert webhooks.review_connect_namespace(obj).allowed

@@ -126,6 +126,9 @@ class Endpoint(StatusModel):
     """The owner's timeout.perRequestTimeoutSeconds: clients' proxies enforce it too (ECS does)."""
     idle_timeout_seconds: int | None = None
     """The owner's timeout.idleTimeoutSeconds, for clients' proxies."""
+    tls: bool | None = None
+    """The owner serves this endpoint over TLS: clients pinned with it originate TLS 1.3 and verify the
+    ConnectNamespace's CA bundle. A client keeps what it pinned (plaintext or TLS) until redeployed."""
 
     @property
     def local(self) -> bool:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from sc_operator.api.common import ApiModel, Condition, Count, Endpoint, StatusModel
 from sc_operator.api.service import AutoRedeploy
+from sc_operator.api.tls import NamespaceTls
 
 #: A linked cluster's name: a DNS label, as it appears in endpoints' ``cluster`` and in messages.
 CLUSTER_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -51,6 +52,9 @@ class ConnectNamespaceSpec(ApiModel):
     """Ours: linked clusters whose ConnectNamespace of the same name is one namespace with this one.
     Their endpoints are mirrored read-only into this status (marked with ``cluster``); names stay unique
     across all of them."""
+    tls: NamespaceTls | None = None
+    """Ours: the CA of the namespace's TLS services whose issuerCertificateAuthority is {} (unset: a CA
+    the operator creates for the namespace)."""
 
 
 class ServiceUsage(StatusModel):

@@ -26,6 +26,7 @@ from sc_operator.api.common import (
     TimeoutSeconds,
 )
 from sc_operator.api.taskdef import LogConfiguration, TaskDefinition
+from sc_operator.api.tls import TlsConfiguration
 
 DeploymentControllerType = Literal["ECS", "CODE_DEPLOY", "EXTERNAL"]
 DeploymentStatus = Literal["PRIMARY", "ACTIVE", "INACTIVE"]
@@ -70,20 +71,6 @@ class TimeoutConfiguration(ApiModel):
     idle_timeout_seconds: TimeoutSeconds | None = None
     per_request_timeout_seconds: TimeoutSeconds | None = None
     """HTTP, HTTP2 and gRPC ports only."""
-
-
-class IssuerCertificateAuthority(ApiModel):
-    """Where the TLS certificates come from."""
-
-    aws_pca_authority_arn: str | None = None
-
-
-class TlsConfiguration(ApiModel):
-    """TLS between proxies (ServiceConnectTlsConfiguration); not available in bridge mode."""
-
-    issuer_certificate_authority: IssuerCertificateAuthority
-    kms_key: str | None = None
-    role_arn: str | None = None
 
 
 class ServiceConnectService(ApiModel):
@@ -203,6 +190,14 @@ class ServiceEvent(StatusModel):
     message: str
 
 
+class TlsCertificateStatus(StatusModel):
+    """The service's TLS certificate (public facts only; the key is in the Secret)."""
+
+    secret_name: str
+    not_after: datetime | None = None
+    """When the current certificate expires (it is renewed before)."""
+
+
 class ConnectServiceStatus(StatusModel):
     """The observed state of a ConnectService."""
 
@@ -217,3 +212,5 @@ class ConnectServiceStatus(StatusModel):
     service_connect_resources: list[ServiceConnectResource] | None = None
     events: list[ServiceEvent] | None = None
     """The latest events only (bounded); Kubernetes Events hold the full history."""
+    tls_certificate: TlsCertificateStatus | None = None
+    """Set while the service has a TLS certificate (it serves or calls TLS endpoints)."""

@@ -56,6 +56,8 @@ class Context:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: spec.autoRedeploy of each ConnectNamespace, kept current by its handlers (handlers.py).
     _ns_policies: dict[str, AutoRedeploy | None] = field(default_factory=dict)
+    #: spec.tls of each ConnectNamespace (its default CA), kept the same way.
+    _ns_tls: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.registry = RegistryWriter(self.kube)
@@ -95,8 +97,10 @@ class Context:
                 policy = AutoRedeploy.model_validate(raw)
             except ValidationError as exc:  # the CRD schema refuses this already; be loud if it slips by
                 log.warning("ConnectNamespace %s: spec.autoRedeploy ignored: %s", name, exc)
+        tls = (spec or {}).get("tls")
         with self._guard:
             self._ns_policies[name] = policy
+            self._ns_tls[name] = dict(tls) if isinstance(tls, dict) else None
 
     def namespace_policy(self, name: str) -> AutoRedeploy | None:
         """A ConnectNamespace's default autoRedeploy: remembered from its events, else read once.
@@ -110,6 +114,16 @@ class Context:
         self.note_namespace_policy(name, (obj or {}).get("spec"))
         with self._guard:
             return self._ns_policies.get(name)
+
+    def namespace_tls(self, name: str) -> dict[str, Any] | None:
+        """A ConnectNamespace's spec.tls (its default CA), remembered like its policy."""
+        with self._guard:
+            if name in self._ns_tls:
+                return self._ns_tls[name]
+        obj = self.kube.get_or_none(CONNECT_NAMESPACES, name)
+        self.note_namespace_policy(name, (obj or {}).get("spec"))
+        with self._guard:
+            return self._ns_tls.get(name)
 
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:

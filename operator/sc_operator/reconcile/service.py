@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sc_operator.api import ConnectServiceSpec
-from sc_operator.api.common import ServiceRef
+from sc_operator.api.common import Endpoint, ServiceRef
 from sc_operator.kube import CONNECT_DEPLOYMENTS, CONNECT_SERVICES, Obj
 from sc_operator.reconcile.conditions import add_event, get_condition, set_condition
 from sc_operator.reconcile.context import DEFAULT_NAMESPACE_LABEL, Context
@@ -32,6 +32,7 @@ from sc_operator.reconcile.deployments import (
     REDEPLOY_REASON_ANNOTATION,
     ROLLBACK_FROM_ANNOTATION,
     TIME_FORMAT,
+    Rollout,
     create_rollout,
     definition_hash,
     list_rollouts,
@@ -40,6 +41,16 @@ from sc_operator.reconcile.deployments import (
     render_inputs,
 )
 from sc_operator.reconcile.redeploy import auto_decision, condition_patch, policy_of
+from sc_operator.reconcile.tls import (
+    CaSource,
+    TlsRefusal,
+    ensure_bundle_copy,
+    ensure_leaf,
+    pinned_tls,
+    resolve_ca,
+    tls_switched,
+    verifies_callers,
+)
 from sc_operator.redeploy import FORCED, NEW_ENDPOINTS, AutoDecision, force_requested
 from sc_operator.registry import (
     NamespaceNotFound,
@@ -62,6 +73,10 @@ RETRIABLE_REASONS = frozenset(
         "DiscoveryNameDuplicate",
         "ClientAliasDuplicate",
         "OneNamespace",
+        # TLS: the CA Secret may be created, cert-manager installed, later.
+        "CaSecretNotFound",
+        "CaNamespaceNotFound",
+        "CertManagerNotInstalled",
     }
 )
 
@@ -202,6 +217,16 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         elif auto is not None and auto.redeploy:
             redeploy_reason = (auto.reason, auto.message)
     need_new = changed or redeploy_reason is not None
+
+    ca_source: CaSource | None = None
+    if connect_ns is not None:
+        # What the rollout in force pins: a new one pins the registry as it is now.
+        now_pinned = list(registry.endpoints) if registry is not None else []
+        calls_tls = pinned_tls(now_pinned if need_new else primary_endpoints(primary))
+        try:  # reads only: a CA that cannot be used refuses the service before anything is written
+            ca_source = resolve_ca(ctx, namespace, spec, connect_ns, calls_tls)
+        except TlsRefusal as exc:
+            raise Refusal(exc.reason, exc.message) from exc
     interception = interception_mode(ns_labels, ctx.settings)
 
     if need_new:
@@ -217,6 +242,9 @@ def _reconcile(ctx: Context, service: Obj) -> None:
             raise Refusal(
                 reason_of(found[0].rule), "; ".join(f"{v.field}: [{v.rule}] {v.message}" for v in found)
             )
+
+    # Endpoints whose TLS flag this change switches: clients pinned them as they were (warned below).
+    switched = tls_switched(registry.endpoints_of(ref) if registry is not None else (), endpoints)
 
     # Every check passed: from here on, write.
     if previous_ns and previous_ns != connect_ns:
@@ -249,6 +277,19 @@ def _reconcile(ctx: Context, service: Obj) -> None:
     else:
         assert primary is not None
         current = primary
+    # Certificates and CA bundles before the pods that mount them (a pod waits for a missing volume).
+    tls_certificate: dict[str, Any] | None = None
+    try:
+        if ca_source is None and connect_ns is not None and pinned_tls(current.spec.endpoints):
+            # A TLS endpoint was registered between the checks and the snapshot: it needs a certificate.
+            ca_source = resolve_ca(ctx, namespace, spec, connect_ns, calls_tls=True)
+        if ca_source is not None and connect_ns is not None:
+            tls_certificate = ensure_leaf(ctx, service, ca_source, connect_ns, endpoints)
+        # Clients verify servers, and mutual-TLS servers verify callers, against the namespace's bundle.
+        if current.spec.namespace and (pinned_tls(current.spec.endpoints) or verifies_callers(spec)):
+            ensure_bundle_copy(ctx, current.spec.namespace, namespace)
+    except TlsRefusal as exc:
+        raise Refusal(exc.reason, exc.message) from exc
     inputs = render_inputs(
         ctx, service, spec, current.name, current.uid, current.spec, interception, current.namespace_size
     )
@@ -288,6 +329,16 @@ def _reconcile(ctx: Context, service: Obj) -> None:
         ctx.kube.post_event(fresh, "Normal", reason, f"{prefix}{detail}")
     elif newly_accepted:
         ctx.kube.post_event(fresh, "Normal", "Accepted", f"accepted{where}")
+    if switched:
+        turned, names = "on" if switched[0][1] else "off", ", ".join(n for n, _ in switched)
+        ctx.kube.post_event(
+            fresh,
+            "Warning",
+            "TlsSwitched",
+            f"TLS turned {turned} for {names}: clients "
+            "keep what they pinned (plaintext or TLS) until redeployed (scctl redeploy, or "
+            "autoRedeploy.onNewEndpoints); until then their requests to this service's new tasks fail",
+        )
     conditions = set_condition(
         status.get("conditions"),
         "Accepted",
@@ -317,8 +368,14 @@ def _reconcile(ctx: Context, service: Obj) -> None:
                 {"discoveryName": d} for d in sorted({e.discovery_name for e in endpoints})
             ],
             "events": events,
+            # null removes it (merge patch): the service no longer uses TLS.
+            "tlsCertificate": tls_certificate,
         },
     )
+
+
+def primary_endpoints(primary: Rollout | None) -> list[Endpoint]:
+    return list(primary.spec.endpoints or []) if primary is not None else []
 
 
 def needs_retry(service: Obj) -> bool:

@@ -158,8 +158,9 @@ def proxy_container(
     resources: dict[str, Any],
     *,
     native_sidecar: bool,
+    extra_mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The injected proxy.
+    """The injected proxy (``extra_mounts``: TLS files, read-only, for this container only).
 
     ``native_sidecar`` (API server ≥ 1.29): an init container with ``restartPolicy: Always`` and a startup
     probe on ``/ready``; the kubelet starts the app containers only once it passes. Otherwise the proxy is
@@ -194,7 +195,7 @@ def proxy_container(
         },
         "resources": resources,
         "securityContext": _proxy_security_context(settings.proxy_uid),
-        "volumeMounts": [_config_mount(), {"name": TMP_VOLUME, "mountPath": "/tmp"}],
+        "volumeMounts": [_config_mount(), {"name": TMP_VOLUME, "mountPath": "/tmp"}, *(extra_mounts or [])],
     }
     if native_sidecar:
         out["restartPolicy"] = "Always"

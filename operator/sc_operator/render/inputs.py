@@ -17,6 +17,7 @@ from sc_operator.api import (
     TaskDefinition,
 )
 from sc_operator.api.common import Endpoint
+from sc_operator.api.tls import MutualTls
 from sc_operator.render.names import INTERCEPTION_LABEL
 from sc_operator.settings import Interception, OperatorSettings
 
@@ -42,6 +43,10 @@ class ServedEndpoint:
     per_request_timeout_seconds: int | None
     #: The path of the ServiceConnectService in the spec, for messages.
     field: str
+    #: The entry has a ``tls`` block: the ingress listener accepts TLS 1.3 only.
+    tls: bool = False
+    #: Its ``tls.mutualTls``: callers must present a certificate (None: they need not).
+    mutual_tls: MutualTls | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ class RenderInputs:
                     idle_timeout_seconds=s.timeout.idle_timeout_seconds if s.timeout else None,
                     per_request_timeout_seconds=s.timeout.per_request_timeout_seconds if s.timeout else None,
                     field=where,
+                    tls=s.tls is not None,
+                    mutual_tls=s.tls.mutual_tls if s.tls is not None else None,
                 )
             )
         return out

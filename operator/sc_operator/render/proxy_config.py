@@ -22,6 +22,7 @@ from sc_operator.api.common import Endpoint
 from sc_operator.render.inputs import RenderError, RenderInputs
 from sc_operator.render.names import headless_dns_name, headless_service_name, srv_name
 from sc_operator.render.ports import PortPlan, ServedPort, plan_ports
+from sc_operator.render.tls import endpoint_tls, ingress_tls
 from sc_operator.render.vips import vip_plan
 from sc_proxy.config import ConfigError, ProxyConfig, parse_config
 
@@ -92,6 +93,10 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
         timeouts = _timeouts(ep.per_request_timeout_seconds, ep.idle_timeout_seconds)
         if timeouts:
             upstream["timeouts"] = timeouts
+        # As pinned: a client keeps plaintext to an endpoint pinned before its owner turned TLS on.
+        tls = endpoint_tls(ep, inputs)
+        if tls is not None:
+            upstream["tls"] = tls
         endpoints.append(upstream)
     aliases = [
         {"address": address, "port": port, "endpoint": discovery}
@@ -114,6 +119,8 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
         timeouts = _timeouts(s.per_request_timeout_seconds, s.idle_timeout_seconds)
         if timeouts:
             entry["timeouts"] = timeouts
+        if s.tls:
+            entry["tls"] = ingress_tls(inputs, s)
         ingress.append(entry)
 
     doc: dict[str, Any] = {

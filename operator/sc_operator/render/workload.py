@@ -36,6 +36,7 @@ from sc_operator.render.names import (
 )
 from sc_operator.render.ports import PortPlan
 from sc_operator.render.resources import task_resources
+from sc_operator.render.tls import volumes_and_mounts
 from sc_operator.render.vips import vip_plan
 
 
@@ -116,7 +117,10 @@ def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, An
     aliases = vip_plan(inputs).host_aliases()
     if aliases:
         spec["hostAliases"] = aliases
-    proxy = proxy_container(settings, plan, sizes.proxy, native_sidecar=inputs.native_sidecar)
+    tls_volumes, tls_mounts = volumes_and_mounts(inputs)
+    proxy = proxy_container(
+        settings, plan, sizes.proxy, native_sidecar=inputs.native_sidecar, extra_mounts=tls_mounts
+    )
     init: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [
         {
@@ -124,6 +128,7 @@ def pod_spec(inputs: RenderInputs, plan: PortPlan, proxy_resources: dict[str, An
             "configMap": {"name": inputs.deployment_name, "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]},
         },
         {"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        *tls_volumes,
     ]
     if needs_redirect(inputs):
         init.append(intercept_container(settings))

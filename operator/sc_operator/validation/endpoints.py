@@ -8,6 +8,7 @@ Defaults, and why:
   server as ``http://nginx:80/``. Set ``dnsName`` explicitly to get the ECS form.
 - ``appProtocol`` comes from the portMapping that ``portName`` names; unset means TCP.
 - the entry's ``timeout`` travels with the endpoint: clients' proxies enforce it too, as ECS's do.
+- ``tls``: set when the entry has a ``tls`` block, so clients that pin the endpoint originate TLS to it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def located_endpoints(spec: ConnectServiceSpec, owner: ServiceRef) -> list[Locat
                 service=owner,
                 per_request_timeout_seconds=timeout.per_request_timeout_seconds if timeout else None,
                 idle_timeout_seconds=timeout.idle_timeout_seconds if timeout else None,
+                tls=True if service.tls is not None else None,
             )
             result.append(LocatedEndpoint(endpoint, f"{SCC}.services[{index}]"))
     return result

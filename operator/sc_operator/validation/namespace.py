@@ -1,5 +1,6 @@
-"""Rules on one ConnectNamespace object (pure): the schema, and the rules on ``spec.peers`` a schema cannot
-say (the operator applies the same ones, :func:`sc_operator.peers.check_peers`)."""
+"""Rules on one ConnectNamespace object (pure): the schema, the TLS default's CA rules, and the rules on
+``spec.peers`` a schema cannot say (the operator applies the same ones:
+:func:`sc_operator.peers.check_peers`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from sc_operator.api.namespace import ConnectNamespaceSpec
 from sc_operator.validation.schema import null_violations, violations_from
+from sc_operator.validation.tls import issuer_violations
 from sc_operator.validation.violation import Violation
 
 
@@ -22,10 +24,14 @@ def validate_namespace(obj: Mapping[str, Any]) -> list[Violation]:
         return [Violation("schema", "spec", "spec must be an object")]
     nulls = null_violations(ConnectNamespaceSpec, spec, "spec")
     try:
-        ConnectNamespaceSpec.model_validate(spec)
+        model = ConnectNamespaceSpec.model_validate(spec)
     except ValidationError as exc:
         return nulls + violations_from(exc, "spec")
-    return nulls + peer_violations(spec.get("peers") or [])
+    violations = nulls + peer_violations(spec.get("peers") or [])
+    if model.tls is not None:
+        where = "spec.tls.issuerCertificateAuthority"
+        violations += issuer_violations(model.tls.issuer_certificate_authority, where)
+    return violations
 
 
 def peer_violations(peers: Sequence[Mapping[str, Any]], own_cluster: str | None = None) -> list[Violation]:

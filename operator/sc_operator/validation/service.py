@@ -17,6 +17,7 @@ from sc_operator.api.service import ConnectServiceSpec
 from sc_operator.api.units import parse_cpu, parse_memory
 from sc_operator.validation.endpoints import SCC, discovery_name, port_mappings, served
 from sc_operator.validation.schema import null_violations, violations_from
+from sc_operator.validation.tls import tls_rules
 from sc_operator.validation.violation import (
     DEPLOYMENT_CONTROLLER_MESSAGE,
     IMPORTED_SC_ANNOTATION,
@@ -384,6 +385,7 @@ WITH_SERVICE_CONNECT: tuple[Rule, ...] = (
     external_instances,
     bridge_hostname_and_links,
     bridge_tls,
+    tls_rules,
     port_names,
     client_aliases,
     dns_names,

@@ -31,6 +31,12 @@ RULES: dict[str, str] = {
     "bridge-hostname": "hostname is not supported for Service Connect tasks in bridge network mode",
     "links": "task definition links are not supported with Service Connect",
     "bridge-tls": "Service Connect TLS is not supported in bridge network mode",
+    "tls-aws-pca": "awsPcaAuthorityArn is ECS only: name the CA with {}, secretName or issuerRef",
+    "tls-issuer": "issuerCertificateAuthority names at most one CA (secretName or issuerRef; {} = the "
+    "operator's)",
+    "tls-one-issuer": "all TLS endpoints of a service use the same issuerCertificateAuthority",
+    "tls-kms-key": "kmsKey is ECS only and refused: Secrets are encrypted by the API server's configuration",
+    "tls-role-arn": "roleArn is ECS only and refused: no IAM role is involved",
     "network-mode": "Service Connect supports the awsvpc and bridge network modes, not host",
     "external-instances": "Service Connect does not support ECS Anywhere External instances "
     "(requiresCompatibilities EXTERNAL) or ECS Managed Instances",

@@ -22,7 +22,16 @@ import pytest
 import yaml
 
 from sc_operator import API_VERSION
-from sc_operator.kube import CONNECT_NAMESPACES, CONNECT_SERVICES, DEPLOYMENTS, NAMESPACES, PODS, Kube
+from sc_operator.kube import (
+    CONFIGMAPS,
+    CONNECT_NAMESPACES,
+    CONNECT_SERVICES,
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    Kube,
+)
+from sc_operator.reconcile.tls import SECRETS
 from support.envtest import KubeAPI
 from support.helmchart import Helm, one
 from support.kubectl import Kubectl
@@ -34,7 +43,8 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
 
 @pytest.fixture(scope="module")
 def scope() -> str:
-    return uuid.uuid4().hex[:8]
+    # A leading letter: hex digits alone may read as a number to the API server's YAML (1e345678).
+    return f"s{uuid.uuid4().hex[:7]}"
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +197,53 @@ def test_a_permission_the_chart_lacks_breaks_the_operator(
     wait_for(
         "starved's Deployment once allowed", lambda: kube.get_or_none(DEPLOYMENTS, "starved", ns), timeout=90
     )
+
+
+def test_tls_issuance_under_the_chart_role(
+    kube: Kube, operator_as_sa: WebhookServer, workspace: tuple[str, str]
+) -> None:
+    """The role's Secret and ConfigMap rules are enough to issue a leaf and publish the CA bundle."""
+    ns, cns = workspace
+    server = service_body("tlsweb", ns, cns)
+    server["spec"]["serviceConnectConfiguration"]["services"][0]["tls"] = {"issuerCertificateAuthority": {}}
+    kube.create(CONNECT_SERVICES, server, ns)
+    cond = wait_for("tlsweb Accepted", lambda: accepted(kube, ns, "tlsweb"), timeout=90)
+    assert cond["status"] == "True", cond
+    kube.create(CONNECT_SERVICES, service_body("tlsclient", ns, cns, serve=False), ns)
+    cond = wait_for("tlsclient Accepted", lambda: accepted(kube, ns, "tlsclient"), timeout=90)
+    assert cond["status"] == "True", cond
+    secret = kube.get(SECRETS, "sc-tls-tlsweb", ns)
+    assert secret["type"] == "kubernetes.io/tls"
+    bundle = kube.get(CONFIGMAPS, f"sc-ca-{cns}", ns)
+    assert "BEGIN CERTIFICATE" in bundle["data"]["ca.crt"]
+    # (The log holds the earlier tests' lines too: only this namespace's count.)
+    assert [ln for ln in _forbidden_lines(operator_as_sa) if ns in ln] == []
+
+
+def test_without_the_secrets_rule_no_certificate_is_issued(
+    kube: Kube,
+    kubectl: Kubectl,
+    chart_rbac: dict[str, Any],
+    operator_as_sa: WebhookServer,
+    workspace: tuple[str, str],
+) -> None:
+    role = copy.deepcopy(chart_rbac["ClusterRole"])
+    role["rules"] = [r for r in role["rules"] if "secrets" not in r["resources"]]
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(role))
+    try:
+        ns, cns = workspace
+        server = service_body("nosecret", ns, cns)
+        server["spec"]["serviceConnectConfiguration"]["services"][0]["tls"] = {
+            "issuerCertificateAuthority": {}
+        }
+        kube.create(CONNECT_SERVICES, server, ns)
+        lines = wait_for(
+            "the operator to be refused reading Secrets",
+            lambda: [ln for ln in _forbidden_lines(operator_as_sa) if "secrets" in ln],
+            timeout=90,
+        )
+        assert lines
+        assert kube.get_or_none(SECRETS, "sc-tls-nosecret", ns) is None
+    finally:
+        kubectl("apply", "-f", "-", input=yaml.safe_dump(chart_rbac["ClusterRole"]))
+    wait_for("the leaf once allowed", lambda: kube.get_or_none(SECRETS, "sc-tls-nosecret", ns), timeout=90)

@@ -25,7 +25,8 @@ from support.webhookenv import SCOPE_LABEL, WebhookServer, scoped_webhook_config
 
 @pytest.fixture(scope="module")
 def scope() -> str:
-    return uuid.uuid4().hex[:8]
+    # A leading letter: hex digits alone may read as a number to the API server's YAML (1e345678).
+    return f"s{uuid.uuid4().hex[:7]}"
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,36 @@ def test_what_service_connect_does_not_support_is_refused_at_apply(
     assert field in proc.stderr
     assert words in proc.stderr
     assert kubectl.run("get", "connectservice", "unsupported", "-n", test_ns, check=False).returncode != 0
+
+
+def test_aws_private_ca_is_refused_at_apply_saying_what_to_use(
+    kubectl: Kubectl, scope: str, test_ns: str, connect_namespace: str
+) -> None:
+    doc = nginx(test_ns, connect_namespace, "pca")
+    pca = {"awsPcaAuthorityArn": "arn:aws:acm-pca:us-east-1:1:certificate-authority/x"}
+    doc["spec"]["serviceConnectConfiguration"]["services"][0]["tls"] = {
+        "issuerCertificateAuthority": pca,
+        "kmsKey": "arn:aws:kms:us-east-1:1:key/k",
+    }
+    proc = _apply(kubectl, doc)
+    assert proc.returncode != 0
+    assert "tls.issuerCertificateAuthority.awsPcaAuthorityArn: [tls-aws-pca]" in proc.stderr
+    assert "secretName (a Secret with your CA's tls.crt and tls.key) or issuerRef" in proc.stderr
+    assert "tls.kmsKey: [tls-kms-key] refused, not ignored" in proc.stderr
+    # The ConnectNamespace default CA follows the same rule.
+    cns = {
+        "apiVersion": "serviceconnect.dev/v1alpha1",
+        "kind": "ConnectNamespace",
+        "metadata": {"name": f"cns-pca-{scope}", "labels": {SCOPE_LABEL: scope}},
+        "spec": {"tls": {"issuerCertificateAuthority": pca}},
+    }
+    proc = _apply(kubectl, cns)
+    assert proc.returncode != 0
+    assert "spec.tls.issuerCertificateAuthority.awsPcaAuthorityArn: [tls-aws-pca]" in proc.stderr
+    # {} is accepted.
+    doc["spec"]["serviceConnectConfiguration"]["services"][0]["tls"] = {"issuerCertificateAuthority": {}}
+    proc = _apply(kubectl, doc)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_an_imported_service_that_lost_service_connect_is_refused_at_apply(

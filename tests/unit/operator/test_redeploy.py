@@ -177,3 +177,11 @@ def test_message_bounds_the_list_of_new_endpoints() -> None:
     assert d.redeploy
     assert len(d.new_endpoints) == 25
     assert "and 15 more" in d.message
+
+
+def test_a_tls_switch_is_news_to_clients_that_pinned_the_endpoint() -> None:
+    """A client keeps what it pinned (plaintext or TLS): with autoRedeploy it re-pins after a switch."""
+    tls_orders = ORDERS.model_copy(update={"tls": True})
+    assert unpinned_endpoints([ORDERS], [tls_orders], WEB) == (tls_orders,)
+    assert unpinned_endpoints([tls_orders], [ORDERS], WEB) == (ORDERS,)
+    assert unpinned_endpoints([tls_orders], [tls_orders], WEB) == ()
