@@ -263,8 +263,77 @@ class Outlier(_Model):
         return self
 
 
+def _absolute(value: str) -> str:
+    if not value.startswith("/") or "\x00" in value:
+        raise ValueError(f"{value!r} is not an absolute file path")
+    return value
+
+
+#: A file the proxy reads (certificates, keys, CA bundles): an absolute path, never the content.
+FilePath = Annotated[str, Field(min_length=2, max_length=4096), AfterValidator(_absolute)]
+
+_LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+_DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_URI_SAN = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+
+
+class IngressTls(_Model):
+    """TLS on an ingress listener (TLS 1.3 only). ``certFile``/``keyFile``: the PEM leaf (plus chain) and
+    key, re-read when they change. ``clientCaFile`` (mutual TLS, beyond ECS): callers must present a
+    certificate from this bundle; ``allowedCallers``: the URI SAN identities admitted (empty: any caller
+    the bundle verifies)."""
+
+    cert_file: FilePath
+    key_file: FilePath
+    client_ca_file: FilePath | None = None
+    allowed_callers: list[str] = Field(default=[], max_length=1000)
+
+    @field_validator("allowed_callers")
+    @classmethod
+    def _uris(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _URI_SAN.match(item):
+                raise ValueError(f"{item!r} is not a URI identity (e.g. spiffe://ns/ns/app/connectservice/a)")
+        return value
+
+    @model_validator(mode="after")
+    def _callers_need_ca(self) -> IngressTls:
+        if self.allowed_callers and self.client_ca_file is None:
+            raise ValueError(
+                "allowedCallers: needs clientCaFile (callers are identified by their certificate)"
+            )
+        return self
+
+
+class EndpointTls(_Model):
+    """TLS 1.3 to this endpoint's tasks: the server chain is verified against ``caFile`` and must name
+    ``serverName`` (sent as SNI) in a DNS SAN. ``certFile``/``keyFile`` (mutual TLS): this proxy's client
+    certificate, both or neither."""
+
+    ca_file: FilePath
+    server_name: str
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+
+    @field_validator("server_name")
+    @classmethod
+    def _dns(cls, value: str) -> str:
+        if not _DNS_NAME.match(value) or value.replace(".", "").isdigit():
+            raise ValueError(f"{value!r} is not a DNS name")
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> EndpointTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "certFile: certFile and keyFile go together (a client certificate needs its key)"
+            )
+        return self
+
+
 class Endpoint(_Model):
-    """A namespace endpoint this task consumes. ``name`` is its TargetDiscoveryName (metrics label)."""
+    """A namespace endpoint this task consumes. ``name`` is its TargetDiscoveryName (metrics label).
+    ``tls``: originate TLS 1.3 to its tasks (:class:`EndpointTls`)."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_][a-z0-9_-]*$")
     app_protocol: AppProtocol = "tcp"
@@ -273,6 +342,7 @@ class Endpoint(_Model):
     retries: Retries = Retries()
     outlier: Outlier = Outlier()
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    tls: EndpointTls | None = None
 
     @model_validator(mode="after")
     def _tcp_has_no_request_timeout(self) -> Endpoint:
@@ -310,7 +380,7 @@ class Ingress(_Model):
 
     ``interceptPort`` is the containerPort whose non-local traffic iptables redirects to this listener
     (ECS's default); leave it unset when the service sets ``ingressPortOverride`` (then callers of the
-    containerPort reach the app directly).
+    containerPort reach the app directly). ``tls``: the listener accepts TLS 1.3 only (:class:`IngressTls`).
     """
 
     discovery_name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_][a-z0-9_-]*$")
@@ -321,6 +391,7 @@ class Ingress(_Model):
     intercept_port: Port | None = None
     app_protocol: AppProtocol = "tcp"
     timeouts: Timeouts = Timeouts()
+    tls: IngressTls | None = None
 
     @model_validator(mode="after")
     def _tcp_has_no_request_timeout(self) -> Ingress:
