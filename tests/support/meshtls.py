@@ -6,6 +6,8 @@ mounts Secrets, and a byte-recording TCP relay to look at what crosses between t
 - :class:`SecretDir`: ``tls.crt``/``tls.key``/``ca.crt`` as symlinks through ``..data`` to a timestamped
   directory, swapped atomically by :meth:`SecretDir.write` (a ``rename`` of the ``..data`` link), exactly
   how the kubelet refreshes a mounted Secret.
+- :class:`Pki`: one CA, a served endpoint's Secret volume and the clients' CA bundle, and the proxy config
+  ``tls`` blocks pointing at them.
 - :class:`Tap`: a loopback relay recording every byte from its clients to its target.
 """
 
@@ -19,6 +21,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -137,6 +140,29 @@ class SecretDir:
 
     def write_leaf(self, leaf: Leaf, ca: MeshCA) -> None:
         self.write({"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem, "ca.crt": ca.pem})
+
+
+#: The served endpoint of the TLS tests and its identity (URI SAN).
+NAME = "nginx"
+IDENTITY = "spiffe://shop-ns/ns/shop/connectservice/nginx"
+
+
+class Pki:
+    """One CA, the server's Secret volume and the clients' CA bundle (a ConfigMap volume)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.ca = MeshCA()
+        self.server = SecretDir(tmp / "tls" / NAME)
+        self.leaf = self.ca.issue([NAME, f"{NAME}.shop"], IDENTITY, serial=1)
+        self.server.write_leaf(self.leaf, self.ca)
+        self.bundle = SecretDir(tmp / "ca" / "shop-ns")
+        self.bundle.write({"ca.crt": self.ca.pem})
+
+    def ingress_tls(self, **extra: Any) -> dict[str, Any]:
+        return {"certFile": self.server.file("tls.crt"), "keyFile": self.server.file("tls.key"), **extra}
+
+    def endpoint_tls(self, **extra: Any) -> dict[str, Any]:
+        return {"caFile": self.bundle.file("ca.crt"), "serverName": NAME, **extra}
 
 
 class Tap:

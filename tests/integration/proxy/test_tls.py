@@ -7,6 +7,7 @@ Addresses: loopback only; upstream apps on 127.0.0.2+ / 127.0.0.31+, client alia
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import ssl
 import subprocess
@@ -23,31 +24,11 @@ from cryptography import x509
 from support.grpc_env import GrpcServer, ScriptedH2Server
 from support.grpc_service import Client as GrpcClient
 from support.http1env import VIP, http_endpoint, proxy_config, start_upstreams
-from support.meshtls import MeshCA, SecretDir, Tap
+from support.meshtls import IDENTITY, NAME, MeshCA, Pki, SecretDir, Tap
 from support.procs import free_port
 from support.proxy import ProxyProcess, TcpUpstream, wait_for
 
 Start = Callable[..., ProxyProcess]
-NAME = "nginx"
-IDENTITY = "spiffe://shop-ns/ns/shop/connectservice/nginx"
-
-
-class Pki:
-    """One CA, the server's Secret volume and the clients' CA bundle (a ConfigMap volume)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.ca = MeshCA()
-        self.server = SecretDir(tmp / "tls" / NAME)
-        self.leaf = self.ca.issue([NAME, f"{NAME}.shop"], IDENTITY, serial=1)
-        self.server.write_leaf(self.leaf, self.ca)
-        self.bundle = SecretDir(tmp / "ca" / "shop-ns")
-        self.bundle.write({"ca.crt": self.ca.pem})
-
-    def ingress_tls(self, **extra: Any) -> dict[str, Any]:
-        return {"certFile": self.server.file("tls.crt"), "keyFile": self.server.file("tls.key"), **extra}
-
-    def endpoint_tls(self, **extra: Any) -> dict[str, Any]:
-        return {"caFile": self.bundle.file("ca.crt"), "serverName": NAME, **extra}
 
 
 @pytest.fixture
@@ -478,3 +459,32 @@ def test_unusable_tls_files_stop_the_start_naming_the_field(
     with pytest.raises(RuntimeError) as err:
         server_proxy(start_proxy, ("127.0.0.1", 9), "http", missing)
     assert "ingress.0.tls.certFile: cannot use the TLS files" in str(err.value)
+
+
+def test_timeouts_and_drain_behave_over_tls_as_in_plaintext(
+    start_proxy: Start, pki: Pki, tmp_path: Path
+) -> None:
+    [app] = start_upstreams(tmp_path, "a")
+    server, port = server_proxy(start_proxy, (app.host, app.port), "http", pki.ingress_tls())
+    client, alias = client_proxy(
+        start_proxy,
+        [("127.0.0.1", port)],
+        "http",
+        pki.endpoint_tls(),
+        timeouts={"perRequestTimeoutSeconds": 1},
+    )
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"http://{VIP}:{alias}/delay/3000").status_code == 504
+    assert client.metric("TargetTimeoutCount", TargetDiscoveryName=NAME) == 1
+    # SIGTERM with requests in flight over pooled TLS connections: every one is answered.
+    with ThreadPoolExecutor(8) as pool, httpx.Client(timeout=10) as http:
+        futures = [
+            pool.submit(lambda: http.get(f"http://{VIP}:{alias}/delay/400").status_code) for _ in range(8)
+        ]
+        wait_for(
+            "requests in flight", lambda: server.metric("ActiveConnectionCount", DiscoveryName=NAME) >= 8
+        )
+        assert client.popen is not None
+        client.popen.send_signal(signal.SIGTERM)
+        assert [f.result() for f in futures] == [200] * 8
+    assert client.popen.wait(10) == 0
