@@ -44,6 +44,7 @@ from sc_proxy.tls import (
     failure_reason,
     peer_identity,
     server_context,
+    tune_malloc_for_tls,
 )
 
 log = logging.getLogger("sc_proxy.listeners")
@@ -148,7 +149,10 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
     """Routes, clusters and discovery sources for ``config``; the only I/O is reading the TLS files
     (raises :class:`~sc_proxy.config.ConfigError` naming the field when they cannot be used)."""
     lifecycle = Lifecycle()
-    tls_stats = TlsStats(registry) if _uses_tls(config) else None
+    tls_stats = None
+    if _uses_tls(config):
+        tls_stats = TlsStats(registry)
+        tune_malloc_for_tls()
     plan = Plan(lifecycle=lifecycle, unknown_destination=unknown_destination_counter(registry))
     access = None
     if config.access_log is not None:

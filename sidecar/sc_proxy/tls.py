@@ -22,6 +22,7 @@ or metrics.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import logging
 import os
@@ -44,6 +45,28 @@ _ALPN_SERVER: Final[dict[str, list[str]]] = {
     "grpc": ["h2", "http/1.1"],
     "tcp": [],
 }
+
+
+#: glibc's ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD: Final = -1
+_M_MMAP_THRESHOLD: Final = -3
+
+
+def tune_malloc_for_tls() -> bool:
+    """Keep asyncio's TLS read buffers off ``mmap`` (glibc only; True when applied).
+
+    uvloop's TLS transport reads with ``SSLObject.read(256 KiB)``: every read allocates a 256 KiB bytes
+    object and frees it. Above glibc's mmap threshold (128 KiB, and its dynamic raise never covers an
+    allocation of exactly the freed size) each one is an ``mmap`` + page faults + ``munmap``: measured at
+    half the CPU of a TLS proxy hop (sidecar/README.md, TLS). A 512 KiB threshold serves them from the heap;
+    the trim threshold keeps glibc from giving that memory back and asking for it again on every read.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_THRESHOLD, 512 * 1024)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * 1024 * 1024))
 
 
 def alpn_for(app_protocol: str) -> list[str]:
