@@ -100,6 +100,7 @@ def client_context(
 ) -> ssl.SSLContext:
     """A TLS 1.3 client context verifying the chain against ``ca_file`` and the host name (DNS SANs)."""
     ctx = _tls13(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
+    ctx.sslobject_class = _DirectSSLObject
     ctx.load_verify_locations(cafile=ca_file)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
@@ -221,7 +222,21 @@ def failure_reason(exc: BaseException) -> str:
     return f"TLS error: {_reason(exc)}"
 
 
-class _ObservedSSLObject(ssl.SSLObject):
+class _DirectSSLObject(ssl.SSLObject):
+    """An SSL object whose ``read``, ``write`` and ``pending`` are OpenSSL's own methods: the TLS transport
+    calls them for every record it receives or sends, and the Python wrappers of :class:`ssl.SSLObject`
+    only pass the arguments on (a Python frame each time)."""
+
+    @classmethod
+    def _create(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super()._create(*args, **kwargs)  # type: ignore[misc]
+        obj.read = obj._sslobj.read
+        obj.write = obj._sslobj.write
+        obj.pending = obj._sslobj.pending
+        return obj
+
+
+class _ObservedSSLObject(_DirectSSLObject):
     """An SSL object that reports a failed handshake to its listener (nothing else changes)."""
 
     on_failure: Callable[[BaseException], None] | None = None
@@ -262,7 +277,7 @@ class ServerContext(ssl.SSLContext):
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
         ctx = self.source.current()
-        obj = _ObservedSSLObject._create(  # type: ignore[attr-defined]
+        obj = _ObservedSSLObject._create(
             incoming, outgoing, server_side=server_side, server_hostname=None, session=session, context=ctx
         )
         obj.on_failure = self.on_failure
