@@ -385,6 +385,43 @@ def test_rotation_under_load_fails_nothing_and_new_handshakes_get_the_new_certif
     assert client.metric("TargetTLSNegotiationErrorCount", TargetDiscoveryName=NAME) == 0
 
 
+def test_ca_rotation_old_and_new_bundle_then_new_leaf_fails_no_connection(
+    start_proxy: Start, pki: Pki
+) -> None:
+    """The operator's CA rotation: clients first trust old + new CA, then the server gets a leaf of the new
+    CA, then the old CA leaves the bundle. TCP: every client connection is a new TLS connection."""
+    app = TcpUpstream("t", "127.0.0.2", mode="tag")
+    try:
+        server, port = server_proxy(start_proxy, (app.host, app.port), "tcp", pki.ingress_tls())
+        client, alias = client_proxy(start_proxy, [("127.0.0.1", port)], "tcp", pki.endpoint_tls())
+        failures: list[bytes] = []
+
+        def connect() -> bool:
+            with socket.create_connection((VIP, alias), timeout=10) as sock:
+                sock.settimeout(10)
+                line = sock.recv(100)
+            if not line.startswith(b"t"):
+                failures.append(line)
+            return True
+
+        new_ca = MeshCA("mesh-ca-2")
+        pki.bundle.write({"ca.crt": pki.ca.pem + new_ca.pem})
+        wait_for("the client trusting both CAs", lambda: connect() and client.metric("TLSReloadCount") == 1,
+                 timeout=15, step=0.2)  # fmt: skip
+        pki.server.write_leaf(new_ca.issue([NAME], IDENTITY, serial=7), new_ca)
+        wait_for("the new leaf served", lambda: connect() and served_serial(port, pki.ca.pem + new_ca.pem) == 7,
+                 timeout=15, step=0.2)  # fmt: skip
+        pki.bundle.write({"ca.crt": new_ca.pem})
+        wait_for("the old CA dropped", lambda: connect() and client.metric("TLSReloadCount") == 2,
+                 timeout=15, step=0.2)  # fmt: skip
+        assert connect()
+        assert failures == []
+        assert client.metric("TargetTLSNegotiationErrorCount", TargetDiscoveryName=NAME) == 0
+        assert server.metric("ClientTLSNegotiationErrorCount", DiscoveryName=NAME) == 0
+    finally:
+        app.close()
+
+
 def test_a_broken_new_certificate_keeps_the_old_one(start_proxy: Start, pki: Pki, tmp_path: Path) -> None:
     [app] = start_upstreams(tmp_path, "a")
     server, port = server_proxy(start_proxy, (app.host, app.port), "http", pki.ingress_tls())
