@@ -133,6 +133,14 @@ def test_s_client_negotiates_tls13_with_the_certificate_and_alpn(
     assert "Verify return code: 0 (ok)" in text
     assert served_serial(port, pki.ca.pem) == pki.leaf.serial
     assert server.metric("ClientTLSNegotiationErrorCount", DiscoveryName=NAME) == 0
+    # /config names the files; no key material in it, the metrics or the log.
+    status, shown = server.get("/config")
+    assert status == 200
+    assert json.loads(shown)["ingress"][0]["tls"]["keyFile"] == pki.server.file("tls.key")
+    key_lines = set(pki.leaf.key_pem.splitlines()[1:-1])
+    for text in (shown, server.get("/metrics")[1], server.output().encode()):
+        assert b"PRIVATE KEY" not in text
+        assert not any(line in text for line in key_lines)
 
 
 def test_tls12_and_plaintext_are_refused_and_counted(start_proxy: Start, pki: Pki, tmp_path: Path) -> None:
@@ -409,7 +417,8 @@ def test_ca_rotation_old_and_new_bundle_then_new_leaf_fails_no_connection(
         wait_for("the client trusting both CAs", lambda: connect() and client.metric("TLSReloadCount") == 1,
                  timeout=15, step=0.2)  # fmt: skip
         pki.server.write_leaf(new_ca.issue([NAME], IDENTITY, serial=7), new_ca)
-        wait_for("the new leaf served", lambda: connect() and served_serial(port, pki.ca.pem + new_ca.pem) == 7,
+        both = pki.ca.pem + new_ca.pem
+        wait_for("the new leaf served", lambda: connect() and served_serial(port, both) == 7,
                  timeout=15, step=0.2)  # fmt: skip
         pki.bundle.write({"ca.crt": new_ca.pem})
         wait_for("the old CA dropped", lambda: connect() and client.metric("TLSReloadCount") == 2,
