@@ -35,6 +35,7 @@ from sc_proxy.metrics import Counter, EgressStats, IngressStats, Registry, unkno
 from sc_proxy.policy import effective_timeouts
 from sc_proxy.route import Route
 from sc_proxy.tls import (
+    TLS_SHUTDOWN_SECONDS,
     ClientTls,
     Reloading,
     ServerContext,
@@ -336,6 +337,7 @@ class Listeners:
                     ssl=tls,
                     # A caller must finish its handshake as fast as it must send a request head.
                     ssl_handshake_timeout=self.config.limits.header_timeout_seconds,
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
                 )
         except OSError as exc:
             hint = ""

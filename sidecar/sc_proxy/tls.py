@@ -47,6 +47,11 @@ _ALPN_SERVER: Final[dict[str, list[str]]] = {
 }
 
 
+#: How long a TLS connection the proxy closed waits for the peer's close_notify (then the socket is closed).
+#: TLS 1.3 does not require waiting for it at all; asyncio's default of 30 s would hold a drain (and the
+#: process exit) on any client that simply stops reading. Envoy's delayed close is 1 s.
+TLS_SHUTDOWN_SECONDS: Final = 2.0
+
 #: glibc's ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD: Final = -1
 _M_MMAP_THRESHOLD: Final = -3
@@ -358,7 +363,12 @@ async def dial(
         conn = loop.create_connection(factory, address, port)
     else:
         conn = loop.create_connection(
-            factory, address, port, ssl=tls.context(alpn), server_hostname=tls.server_name
+            factory,
+            address,
+            port,
+            ssl=tls.context(alpn),
+            server_hostname=tls.server_name,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
         )
     transport, _ = await asyncio.wait_for(conn, timeout)
     return transport
