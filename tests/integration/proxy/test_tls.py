@@ -534,3 +534,19 @@ def test_timeouts_and_drain_behave_over_tls_as_in_plaintext(
         client.popen.send_signal(signal.SIGTERM)
         assert [f.result() for f in futures] == [200] * 8
     assert client.popen.wait(10) == 0
+
+
+def test_websocket_upgrade_crosses_tls_between_proxies(start_proxy: Start, pki: Pki, tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    (ws_up,) = start_upstreams(tmp_path, "w", ws=True)
+    try:
+        assert ws_up.ws_port is not None
+        _, port = server_proxy(start_proxy, (ws_up.host, ws_up.ws_port), "http", pki.ingress_tls())
+        _, alias = client_proxy(start_proxy, [("127.0.0.1", port)], "http", pki.endpoint_tls())
+        with connect(f"ws://{VIP}:{alias}/ws", open_timeout=5) as ws:
+            for message in ("hello", "x" * 100_000, b"\x00\x01binary"):
+                ws.send(message)
+                assert ws.recv(timeout=5) == message
+    finally:
+        ws_up.stop()
