@@ -260,8 +260,12 @@ def test_http2_between_proxies_is_tls_only(start_proxy: Start, pki: Pki, tap_to:
                 assert r.status_code == 200
                 assert r.http_version == "HTTP/2"
                 assert r.content == b"h2-secret"
-        assert server.metric("RequestCount", DiscoveryName=NAME) == 3
-        assert_only_tls_crossed(tap, [b"PRI * HTTP/2.0", b"h2-secret"])
+        # An HTTP/1.1 client of the http2 endpoint: relayed over HTTP/1.1 (ALPN http/1.1) through TLS.
+        with httpx.Client(timeout=10) as http:
+            r = http.post(f"http://{VIP}:{alias}/x", content=b"h1-secret")
+            assert (r.status_code, r.http_version, r.content) == (200, "HTTP/1.1", b"h2app HTTP/1.1")
+        assert server.metric("RequestCount", DiscoveryName=NAME) == 4
+        assert_only_tls_crossed(tap, [b"PRI * HTTP/2.0", b"h2-secret", b"h1-secret", b"HTTP/1.1"])
     finally:
         app.close()
 
