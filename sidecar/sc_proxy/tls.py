@@ -61,9 +61,10 @@ def tune_malloc_for_tls() -> bool:
     """Keep asyncio's TLS read buffers off ``mmap`` (glibc only; True when applied).
 
     uvloop's TLS transport reads with ``SSLObject.read(256 KiB)``: every read allocates a 256 KiB bytes
-    object and frees it. Above glibc's mmap threshold (128 KiB, and its dynamic raise never covers an
-    allocation of exactly the freed size) each one is an ``mmap`` + page faults + ``munmap``: measured at
-    half the CPU of a TLS proxy hop (sidecar/README.md, TLS). A 512 KiB threshold serves them from the heap;
+    object, shrinks it to the bytes read and frees it later. Above glibc's mmap threshold (128 KiB; its
+    dynamic raise never happens, as the chunks freed were shrunk first) each one is an ``mmap`` + page
+    faults + ``mremap`` + ``munmap``: measured at a third of the CPU of a TLS proxy hop (sidecar/README.md,
+    TLS). A 512 KiB threshold serves them from the heap;
     the trim threshold keeps glibc from giving that memory back and asking for it again on every read.
     """
     try:
