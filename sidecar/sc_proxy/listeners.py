@@ -24,6 +24,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sc_proxy import tcp
 from sc_proxy.accesslog import AccessLogger, AccessRecord
@@ -51,6 +52,8 @@ from sc_proxy.tls import (
 log = logging.getLogger("sc_proxy.listeners")
 
 Handler = Callable[[Route], asyncio.Protocol]
+
+T = TypeVar("T")
 
 #: ``SO_ORIGINAL_DST`` from linux/netfilter_ipv4.h (not exported by the socket module).
 SO_ORIGINAL_DST = 80
@@ -106,13 +109,22 @@ def _wire_ejections(cluster: Cluster, stats: EgressStats) -> None:
     cluster.on_return = returned
 
 
-def _load_tls(field_path: str, make: Callable[[], object]) -> object:
+def _load_tls(prefix: str, files: dict[str, str | None], make: Callable[[], T]) -> T:
+    """``make()`` (which reads ``files``), or a ConfigError naming the field: the file that cannot be read,
+    else the ``tls`` block whose files do not make a context (bad PEM, a key that is not the cert's)."""
+    for name, path in files.items():
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{prefix}.{name}: cannot read {path}: {exc.strerror}") from None
     try:
         return make()
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        detail = exc.strerror if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) else None
-        reason = detail or (exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else str(exc))
-        raise ConfigError(f"{field_path}: cannot use the TLS files: {reason}") from None
+        reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else str(exc)
+        raise ConfigError(f"{prefix}: the TLS files cannot be used: {reason}") from None
 
 
 def _server_tls(i: int, ing: Ingress, tls: IngressTls, route: Route, tls_stats: TlsStats) -> ServerContext:
@@ -125,10 +137,10 @@ def _server_tls(i: int, ing: Ingress, tls: IngressTls, route: Route, tls_stats: 
         return server_context(tls.cert_file, tls.key_file, alpn, tls.client_ca_file)
 
     source = _load_tls(
-        f"ingress.{i}.tls.certFile",
+        f"ingress.{i}.tls",
+        {"certFile": tls.cert_file, "keyFile": tls.key_file, "clientCaFile": tls.client_ca_file},
         lambda: Reloading(f"ingress {ing.discovery_name}", paths, build, tls_stats),
     )
-    assert isinstance(source, Reloading)
 
     def failed(exc: BaseException) -> None:
         stats.tls_errors.inc()
@@ -171,14 +183,13 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
             assert tls_stats is not None
             t = ep.tls
             offers = client_alpn_offers(ep.app_protocol)
-            made = _load_tls(
-                f"endpoints.{j}.tls.caFile",
+            client_tls = _load_tls(
+                f"endpoints.{j}.tls",
+                {"caFile": t.ca_file, "certFile": t.cert_file, "keyFile": t.key_file},
                 lambda t=t, ep=ep, offers=offers: ClientTls(  # type: ignore[misc]
                     ep.name, t.ca_file, t.server_name, offers, tls_stats, t.cert_file, t.key_file
                 ),
             )
-            assert isinstance(made, ClientTls)
-            client_tls = made
         routes_by_endpoint[ep.name] = Route(
             direction="egress",
             name=ep.name,

@@ -508,7 +508,13 @@ def test_unusable_tls_files_stop_the_start_naming_the_field(
     missing = {"certFile": str(tmp_path / "nope.crt"), "keyFile": pki.server.file("tls.key")}
     with pytest.raises(RuntimeError) as err:
         server_proxy(start_proxy, ("127.0.0.1", 9), "http", missing)
-    assert "ingress.0.tls.certFile: cannot use the TLS files" in str(err.value)
+    assert f"ingress.0.tls.certFile: cannot read {tmp_path / 'nope.crt'}: No such file" in str(err.value)
+    # Readable files that do not go together: the block is named, with OpenSSL's reason.
+    other = pki.ca.issue([NAME])
+    pki.server.write({"tls.crt": other.cert_pem, "tls.key": pki.leaf.key_pem})
+    with pytest.raises(RuntimeError) as err:
+        server_proxy(start_proxy, ("127.0.0.1", 9), "http", pki.ingress_tls(), name="mismatch")
+    assert "ingress.0.tls: the TLS files cannot be used: KEY_VALUES_MISMATCH" in str(err.value)
 
 
 def test_timeouts_and_drain_behave_over_tls_as_in_plaintext(
