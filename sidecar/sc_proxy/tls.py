@@ -92,6 +92,9 @@ def server_context(
 ) -> ssl.SSLContext:
     """A TLS 1.3 server context; with ``client_ca_file`` callers must present a certificate it verifies."""
     ctx = _tls13(ssl.PROTOCOL_TLS_SERVER)
+    # No session tickets: the callers are client proxies, and asyncio cannot resume a session; each ticket
+    # would be made, encrypted and sent after every handshake for nothing.
+    ctx.num_tickets = 0
     ctx.load_cert_chain(cert_file, key_file)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
