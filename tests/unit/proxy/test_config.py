@@ -269,3 +269,39 @@ def test_tls_refusals_name_the_field(
     ingress_tls: dict[str, Any] | None, endpoint_tls: dict[str, Any] | None, message: str
 ) -> None:
     assert message in error_of(_tls_cfg(ingress_tls, endpoint_tls))
+
+
+def test_the_tls_contract_shape_with_explicit_nulls_is_accepted() -> None:
+    """The shape the operator renders (issue 10's contract), optional fields written out as null / []."""
+    import yaml
+
+    doc = yaml.safe_load(
+        """
+version: v1
+egress: {mode: redirect, port: 15001}
+ingress:
+  - discoveryName: nginx
+    port: 15100
+    appPort: 80
+    appProtocol: http
+    tls:
+      certFile: /var/run/serviceconnect/tls/nginx/tls.crt
+      keyFile: /var/run/serviceconnect/tls/nginx/tls.key
+      clientCaFile: null
+      allowedCallers: []
+endpoints:
+  - name: nginx
+    appProtocol: http
+    discovery: {dns: {name: nginx-sc.shop.svc.cluster.local, port: 15100}}
+    tls:
+      caFile: /var/run/serviceconnect/ca/shop/ca.crt
+      serverName: nginx
+      certFile: null
+      keyFile: null
+"""
+    )
+    cfg = parse_config(doc)
+    assert cfg.ingress[0].tls is not None
+    assert cfg.ingress[0].tls.client_ca_file is None
+    assert cfg.endpoints[0].tls is not None
+    assert cfg.endpoints[0].tls.cert_file is None
