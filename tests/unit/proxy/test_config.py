@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config, parse_config, parse_resolver
 from sc_proxy.policy import effective_timeouts
@@ -273,8 +274,6 @@ def test_tls_refusals_name_the_field(
 
 def test_the_tls_contract_shape_with_explicit_nulls_is_accepted() -> None:
     """The shape the operator renders (issue 10's contract), optional fields written out as null / []."""
-    import yaml
-
     doc = yaml.safe_load(
         """
 version: v1
