@@ -1,7 +1,8 @@
 """Access logs on stdout, TEXT or JSON (ECS ``accessLogConfiguration``).
 
 TEXT follows Envoy's default access-log format, which is what Service Connect users see today, then the
-direction, the endpoint name and the defence that refused the request (``protection``, ``-`` when none); JSON
+direction, the endpoint name, the defence that refused the request (``protection``, ``-`` when none), the
+transport failure reason (a failed TLS handshake) and the caller's mutual-TLS identity; JSON
 carries the same fields under Envoy's operator names. Query strings are dropped unless
 ``includeQueryParameters`` is ENABLED (they often carry tokens).
 """
@@ -39,6 +40,13 @@ class AccessRecord:
     #: The defence that refused this request or connection (a ``ProtectionTriggeredCount`` label, e.g.
     #: ``header_count``, ``http1_header_timeout``); ``-`` when none fired.
     protection: str = "-"
+    #: Why the connection to the task (egress) or from the caller (ingress) failed at the transport layer,
+    #: e.g. ``TLS error: CERTIFICATE_VERIFY_FAILED: certificate has expired`` (Envoy's
+    #: ``%UPSTREAM_TRANSPORT_FAILURE_REASON%``); ``-`` when none.
+    transport_failure: str = "-"
+    #: The caller's identity (URI SAN of its certificate) on a mutual-TLS listener (Envoy's
+    #: ``%DOWNSTREAM_PEER_URI_SAN%``); ``-`` otherwise.
+    peer_identity: str = "-"
 
 
 def strip_query(path: str) -> str:
@@ -75,7 +83,8 @@ class AccessLogger:
             f'[{_iso(rec.start_time)}] "{rec.method} {path} {rec.protocol}" {rec.status or 0} '
             f"{rec.response_flags} {rec.bytes_received} {rec.bytes_sent} {rec.duration_ms} {ust} "
             f'"{rec.forwarded_for}" "{rec.user_agent}" "{rec.request_id}" "{rec.authority}" '
-            f'"{rec.upstream_host}" {rec.direction} {rec.name} {rec.protection}'
+            f'"{rec.upstream_host}" {rec.direction} {rec.name} {rec.protection} "{rec.transport_failure}" '
+            f"{rec.peer_identity}"
         )
 
     def log(self, rec: AccessRecord) -> None:

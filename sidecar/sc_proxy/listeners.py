@@ -7,6 +7,10 @@
 
 The handler for a route comes from a registry keyed by appProtocol; the accepted transport is handed over
 with ``transport.set_protocol(p); p.connection_made(transport)``.
+
+An ingress with ``tls`` listens with a :class:`~sc_proxy.tls.ServerContext` (TLS 1.3 only): the handler gets
+the decrypted stream, so every protocol is served over TLS unchanged. Building the plan reads the TLS files
+(a bad file stops the start with an error naming the field).
 """
 
 from __future__ import annotations
@@ -15,23 +19,41 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sc_proxy import tcp
-from sc_proxy.accesslog import AccessLogger
+from sc_proxy.accesslog import AccessLogger, AccessRecord
 from sc_proxy.cluster import Cluster, Host
-from sc_proxy.config import ProxyConfig
+from sc_proxy.config import ConfigError, Ingress, IngressTls, ProxyConfig
 from sc_proxy.discovery import Source, source_for
 from sc_proxy.lifecycle import Lifecycle
 from sc_proxy.metrics import Counter, EgressStats, IngressStats, Registry, unknown_destination_counter
 from sc_proxy.policy import effective_timeouts
 from sc_proxy.route import Route
+from sc_proxy.tls import (
+    TLS_SHUTDOWN_SECONDS,
+    ClientTls,
+    Reloading,
+    ServerContext,
+    TlsStats,
+    alpn_for,
+    client_alpn_offers,
+    failure_reason,
+    peer_identity,
+    server_context,
+    tune_malloc_for_tls,
+)
 
 log = logging.getLogger("sc_proxy.listeners")
 
 Handler = Callable[[Route], asyncio.Protocol]
+
+T = TypeVar("T")
 
 #: ``SO_ORIGINAL_DST`` from linux/netfilter_ipv4.h (not exported by the socket module).
 SO_ORIGINAL_DST = 80
@@ -66,6 +88,10 @@ class Plan:
     sources: list[Source] = field(default_factory=list)
     clusters: dict[str, Cluster] = field(default_factory=dict)
     unknown_destination: Counter | None = None
+    #: Ingress routes served over TLS, and the context their listeners use.
+    ingress_tls: dict[Route, ServerContext] = field(default_factory=dict)
+    #: Ingress routes admitting only some mutual-TLS callers (URI SAN identities).
+    allowed_callers: dict[Route, frozenset[str]] = field(default_factory=dict)
 
 
 def _wire_ejections(cluster: Cluster, stats: EgressStats) -> None:
@@ -83,9 +109,63 @@ def _wire_ejections(cluster: Cluster, stats: EgressStats) -> None:
     cluster.on_return = returned
 
 
+def _load_tls(prefix: str, files: dict[str, str | None], make: Callable[[], T]) -> T:
+    """``make()`` (which reads ``files``), or a ConfigError naming the field: the file that cannot be read,
+    else the ``tls`` block whose files do not make a context (bad PEM, a key that is not the cert's)."""
+    for name, path in files.items():
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{prefix}.{name}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return make()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else str(exc)
+        raise ConfigError(f"{prefix}: the TLS files cannot be used: {reason}") from None
+
+
+def _server_tls(i: int, ing: Ingress, tls: IngressTls, route: Route, tls_stats: TlsStats) -> ServerContext:
+    stats = route.stats
+    access = route.access_log
+    paths = [tls.cert_file, tls.key_file] + ([tls.client_ca_file] if tls.client_ca_file else [])
+    alpn = alpn_for(ing.app_protocol)
+
+    def build() -> ssl.SSLContext:
+        return server_context(tls.cert_file, tls.key_file, alpn, tls.client_ca_file)
+
+    source = _load_tls(
+        f"ingress.{i}.tls",
+        {"certFile": tls.cert_file, "keyFile": tls.key_file, "clientCaFile": tls.client_ca_file},
+        lambda: Reloading(f"ingress {ing.discovery_name}", paths, build, tls_stats),
+    )
+
+    def failed(exc: BaseException) -> None:
+        stats.tls_errors.inc()
+        if access is not None:
+            access.log(
+                AccessRecord(
+                    start_time=time.time(),
+                    direction="ingress",
+                    name=route.name,
+                    response_flags="DPE",  # Envoy's "downstream protocol error"
+                    transport_failure=failure_reason(exc),
+                )
+            )
+
+    return ServerContext(source, failed)
+
+
 def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
-    """Routes, clusters and discovery sources for ``config`` (no I/O)."""
+    """Routes, clusters and discovery sources for ``config``; the only I/O is reading the TLS files
+    (raises :class:`~sc_proxy.config.ConfigError` naming the field when they cannot be used)."""
     lifecycle = Lifecycle()
+    tls_stats = None
+    if _uses_tls(config):
+        tls_stats = TlsStats(registry)
+        tune_malloc_for_tls()
     plan = Plan(lifecycle=lifecycle, unknown_destination=unknown_destination_counter(registry))
     access = None
     if config.access_log is not None:
@@ -93,11 +173,23 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
             config.access_log.format, config.access_log.include_query_parameters == "ENABLED"
         )
     routes_by_endpoint: dict[str, Route] = {}
-    for ep in config.endpoints:
+    for j, ep in enumerate(config.endpoints):
         cluster = Cluster(ep.name, ep.outlier)
         stats = EgressStats(ep.name, registry)
         _wire_ejections(cluster, stats)
         per, idle = effective_timeouts(ep.app_protocol, ep.timeouts)
+        client_tls = None
+        if ep.tls is not None:
+            assert tls_stats is not None
+            t = ep.tls
+            offers = client_alpn_offers(ep.app_protocol)
+            client_tls = _load_tls(
+                f"endpoints.{j}.tls",
+                {"caFile": t.ca_file, "certFile": t.cert_file, "keyFile": t.key_file},
+                lambda t=t, ep=ep, offers=offers: ClientTls(  # type: ignore[misc]
+                    ep.name, t.ca_file, t.server_name, offers, tls_stats, t.cert_file, t.key_file
+                ),
+            )
         routes_by_endpoint[ep.name] = Route(
             direction="egress",
             name=ep.name,
@@ -113,12 +205,13 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
             retry_on_503=ep.retries.retry_on_503,
             max_replay_body_bytes=ep.retries.max_replay_body_bytes,
             limits=config.limits,
+            tls=client_tls,
         )
         plan.clusters[ep.name] = cluster
         plan.sources.append(source_for(cluster, ep))
     for alias in config.aliases:
         plan.egress_routes[(alias.address, alias.port)] = routes_by_endpoint[alias.endpoint]
-    for ing in config.ingress:
+    for i, ing in enumerate(config.ingress):
         cluster = Cluster(f"ingress-{ing.discovery_name}", hosts=[Host(ing.app_address, ing.app_port)])
         per, idle = effective_timeouts(ing.app_protocol, ing.timeouts)
         route = Route(
@@ -134,9 +227,19 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
             access_log=access,
             lifecycle=lifecycle,
             limits=config.limits,
+            caller_identity=ing.tls is not None and ing.tls.client_ca_file is not None,
         )
         plan.ingress.append((ing.address, ing.port, route))
+        if ing.tls is not None:
+            assert tls_stats is not None
+            plan.ingress_tls[route] = _server_tls(i, ing, ing.tls, route, tls_stats)
+            if ing.tls.allowed_callers:
+                plan.allowed_callers[route] = frozenset(ing.tls.allowed_callers)
     return plan
+
+
+def _uses_tls(config: ProxyConfig) -> bool:
+    return any(e.tls for e in config.endpoints) or any(i.tls for i in config.ingress)
 
 
 def original_destination(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
@@ -172,6 +275,38 @@ class _Dispatch(asyncio.Protocol):
         proto.connection_made(transport)
 
 
+class _CallerGate(asyncio.Protocol):
+    """Admits a mutual-TLS caller whose identity is listed, then hands the connection to the handler;
+    others are closed after the handshake (counted as rejected, logged with Envoy's ``UAEX`` flag)."""
+
+    def __init__(self, route: Route, handler: Handler, allowed: frozenset[str]) -> None:
+        self._route = route
+        self._handler = handler
+        self._allowed = allowed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        route = self._route
+        caller = peer_identity(transport)
+        if caller is None or caller not in self._allowed:
+            route.stats.rejected.inc()
+            log.info("ingress %s: caller %s is not in allowedCallers; closed", route.name, caller or "-")
+            if route.access_log is not None:
+                route.access_log.log(
+                    AccessRecord(
+                        start_time=time.time(),
+                        direction="ingress",
+                        name=route.name,
+                        response_flags="UAEX",  # Envoy's "unauthorized"
+                        peer_identity=caller or "-",
+                    )
+                )
+            transport.close()
+            return
+        proto = self._handler(route)
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+
+
 @dataclass
 class EgressRedirect:
     routes: dict[tuple[str, int], Route]
@@ -192,11 +327,29 @@ class Listeners:
         self.servers: list[tuple[str, asyncio.Server]] = []  # (kind, server); kind "ingress" | "egress"
 
     async def _bind(
-        self, kind: str, factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+        self,
+        kind: str,
+        factory: Callable[[], asyncio.BaseProtocol],
+        host: str,
+        port: int,
+        tls: ServerContext | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+            if tls is None:
+                server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+            else:
+                server = await loop.create_server(
+                    factory,
+                    host,
+                    port,
+                    reuse_address=True,
+                    backlog=1024,
+                    ssl=tls,
+                    # A caller must finish its handshake as fast as it must send a request head.
+                    ssl_handshake_timeout=self.config.limits.header_timeout_seconds,
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
+                )
         except OSError as exc:
             hint = ""
             if exc.errno == errno.EADDRINUSE and kind == "egress" and host != self._egress_address():
@@ -216,11 +369,18 @@ class Listeners:
         """Bind every listener; raises OSError naming the one that failed."""
         for address, port, route in self.plan.ingress:
             handler = self.handlers[route.app_protocol]
-            await self._bind("ingress", lambda h=handler, r=route: h(r), address, port)  # type: ignore[misc]
+            tls = self.plan.ingress_tls.get(route)
+            allowed = self.plan.allowed_callers.get(route)
+            factory: Callable[[], asyncio.BaseProtocol]
+            if allowed is not None:
+                factory = lambda h=handler, r=route, a=allowed: _CallerGate(r, h, a)  # type: ignore[misc]  # noqa: E731
+            else:
+                factory = lambda h=handler, r=route: h(r)  # type: ignore[misc]  # noqa: E731
+            await self._bind("ingress", factory, address, port, tls)
             if address == "0.0.0.0":
                 # Like Envoy, also [::]: in a dual-stack cluster client proxies find AAAA records too.
                 try:
-                    await self._bind("ingress", lambda h=handler, r=route: h(r), "::", port)  # type: ignore[misc]
+                    await self._bind("ingress", factory, "::", port, tls)
                 except OSError as exc:  # no IPv6 in this pod: IPv4 alone is fine
                     log.info("ingress %s: IPv6 not available (%s)", route.name, exc.strerror)
         egress = self.config.egress

@@ -38,7 +38,11 @@ INITIAL_DISCOVERY_WAIT = 10.0
 async def serve(config: ProxyConfig, started: float) -> int:
     loop = asyncio.get_running_loop()
     identify_proxy(config.service.name, config.service.cluster, REGISTRY)
-    plan = build_plan(config, REGISTRY)
+    try:
+        plan = build_plan(config, REGISTRY)
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
     publish_config_version(config.version, REGISTRY)
     listeners = Listeners(config, plan)
     stop = asyncio.Event()

@@ -12,13 +12,15 @@ ClusterName). They are constant per process, so they cost nothing per request an
 
 Ingress (label ``DiscoveryName``): ``RequestCount``, ``NewConnectionCount``,
 ``ActiveConnectionCount`` (gauge), ``ProcessedBytes``, ``ResponseTime`` (histogram, ms),
-``HTTPCode_2XX_Count`` … ``HTTPCode_5XX_Count``, ``TimeoutCount``, ``Http10RefusedCount``, ``RejectedCount``.
+``HTTPCode_2XX_Count`` … ``HTTPCode_5XX_Count``, ``TimeoutCount``, ``Http10RefusedCount``, ``RejectedCount``,
+``ClientTLSNegotiationErrorCount`` (failed TLS handshakes of callers on a TLS listener).
 
 Egress (label ``TargetDiscoveryName``): ``RequestCountPerTarget``, ``TargetNewConnectionCount``,
 ``TargetActiveConnectionCount`` (gauge), ``TargetProcessedBytes``, ``TargetResponseTime`` (histogram, ms),
 ``HTTPCode_Target_2XX_Count`` … ``HTTPCode_Target_5XX_Count``, ``TargetRetryCount``, ``TargetTimeoutCount``,
 ``TargetEjectionCount``, ``TargetEjectedHosts`` (gauge), ``TargetConnectFailureCount``,
-``TargetHttp10RefusedCount``, ``TargetRejectedCount``. With only the constant labels:
+``TargetHttp10RefusedCount``, ``TargetRejectedCount``, ``TargetTLSNegotiationErrorCount`` (failed TLS
+handshakes to a task; each is also a ``TargetConnectFailureCount``). With only the constant labels:
 ``EgressUnknownDestinationCount`` (redirected connections matching no alias).
 
 For TCP endpoints a "request" is a connection. ``ProcessedBytes`` counts both directions.
@@ -258,6 +260,7 @@ class _DirectionStats:
         self.connect_failures = counter("connect_failures", "Failed connection attempts to a task.")
         self.ejections = counter("ejections", "Outlier ejections of a task.")
         self.ejected_hosts = gauge("ejected_hosts", "Tasks currently ejected.")
+        self.tls_errors = counter("tls_errors", "Failed TLS handshakes.")
 
     def count_status(self, status: int) -> None:
         """Count a response status in its class (HTTP kinds)."""
@@ -274,7 +277,7 @@ class _DirectionStats:
 _KEYS = (
     "request_count", "new_connections", "active_connections", "processed_bytes", "response_time_ms",
     "code_2xx", "code_3xx", "code_4xx", "code_5xx", "retries", "timeouts", "http10_refused", "rejected",
-    "connect_failures", "ejections", "ejected_hosts",
+    "connect_failures", "ejections", "ejected_hosts", "tls_errors",
 )  # fmt: skip
 
 
@@ -290,7 +293,7 @@ class IngressStats(_DirectionStats):
                 "ResponseTime",
                 "HTTPCode_2XX_Count", "HTTPCode_3XX_Count", "HTTPCode_4XX_Count", "HTTPCode_5XX_Count",
                 "RetryCount", "TimeoutCount", "Http10RefusedCount", "RejectedCount", "ConnectFailureCount",
-                "EjectionCount", "EjectedHosts",
+                "EjectionCount", "EjectedHosts", "ClientTLSNegotiationErrorCount",
             ],
             strict=True,
         )
@@ -310,6 +313,7 @@ class EgressStats(_DirectionStats):
                 "HTTPCode_Target_3XX_Count", "HTTPCode_Target_4XX_Count", "HTTPCode_Target_5XX_Count",
                 "TargetRetryCount", "TargetTimeoutCount", "TargetHttp10RefusedCount", "TargetRejectedCount",
                 "TargetConnectFailureCount", "TargetEjectionCount", "TargetEjectedHosts",
+                "TargetTLSNegotiationErrorCount",
             ],
             strict=True,
         )

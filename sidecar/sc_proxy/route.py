@@ -10,6 +10,7 @@ from sc_proxy.cluster import Cluster
 from sc_proxy.config import Limits
 from sc_proxy.lifecycle import Lifecycle
 from sc_proxy.metrics import EgressStats, IngressStats
+from sc_proxy.tls import ClientTls
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -18,6 +19,8 @@ class Route:
 
     ``cluster``: for ingress one host, the local app; for egress the endpoint's tasks from discovery.
     Timeouts are in seconds, ``None`` = disabled (ECS's 0); the ECS defaults are already applied.
+    ``tls`` (egress): originate TLS to the tasks; ``caller_identity`` (ingress, mutual TLS): the caller's
+    certificate identity is read per connection for the access log.
     ``retries`` is the number of extra attempts after the first.
     """
 
@@ -35,3 +38,5 @@ class Route:
     retry_on_503: bool = True
     max_replay_body_bytes: int = 65536
     limits: Limits = field(default_factory=Limits)
+    tls: ClientTls | None = None
+    caller_identity: bool = False

@@ -15,12 +15,14 @@ For TCP a "request" is a connection; ``response_time_ms`` records the time to co
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import cast
 
 from sc_proxy.accesslog import AccessRecord
 from sc_proxy.cluster import Host
 from sc_proxy.route import Route
+from sc_proxy.tls import dial, failure_reason, peer_identity
 
 
 class _UpstreamSide(asyncio.Protocol):
@@ -55,6 +57,7 @@ class TcpRelay(asyncio.Protocol):
         "_bytes_up",
         "_closed",
         "_down_eof",
+        "_failure",
         "_idle_handle",
         "_last",
         "_loop",
@@ -63,6 +66,7 @@ class TcpRelay(asyncio.Protocol):
         "_up_eof",
         "down",
         "host",
+        "peer",
         "route",
         "up",
     )  # fmt: skip
@@ -84,6 +88,8 @@ class TcpRelay(asyncio.Protocol):
         # Client bytes that arrived before the upstream connected (uvloop may deliver data even when
         # reading was paused in connection_made).
         self._pending: list[bytes] | None = []
+        self._failure: str | None = None  # the last failed TLS handshake with a task (access log)
+        self.peer = "-"  # the caller's mutual-TLS identity (access log)
 
     # -- downstream callbacks -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,6 +102,8 @@ class TcpRelay(asyncio.Protocol):
         stats.new_connections.inc()
         stats.active_connections.inc()
         stats.request_count.inc()
+        if self.route.caller_identity:
+            self.peer = peer_identity(transport) or "-"
         self.route.lifecycle.register(self)
         if self._closed:  # accepted while draining: nothing to serve
             return
@@ -190,11 +198,23 @@ class TcpRelay(asyncio.Protocol):
                 stats.retries.inc()
             t0 = self._loop.time()
             try:
-                transport, _ = await asyncio.wait_for(
-                    self._loop.create_connection(lambda: _UpstreamSide(self), host.address, host.port),
-                    route.connect_timeout,
+                transport = cast(
+                    asyncio.Transport,
+                    await dial(
+                        self._loop,
+                        lambda: _UpstreamSide(self),
+                        host.address,
+                        host.port,
+                        route.tls,
+                        None,
+                        route.connect_timeout,
+                    ),
                 )
-            except (OSError, TimeoutError, ValueError):
+            except (OSError, TimeoutError, ValueError) as exc:
+                if isinstance(exc, ssl.SSLError):
+                    # A failed handshake is a failed connection: retried, reported to outlier detection.
+                    stats.tls_errors.inc()
+                    self._failure = failure_reason(exc)
                 # ValueError: an address the socket layer refuses; treated like any failed attempt.
                 stats.connect_failures.inc()
                 cluster.report_failure(host)
@@ -270,5 +290,7 @@ class TcpRelay(asyncio.Protocol):
                     duration_ms=int((time.time() - self._start) * 1000),
                     upstream_host=str(self.host) if self.host else "-",
                     response_flags="-" if self.host else "UF",
+                    transport_failure=self._failure if self._failure and not self.host else "-",
+                    peer_identity=self.peer,
                 )
             )

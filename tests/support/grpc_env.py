@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -324,10 +325,18 @@ class _GracefulH2Connection(H2Connection):
 
 class RawH2Client:
     """A blocking HTTP/2 client on a plain socket that reads only when told to: for tests that need to see
-    frames (GOAWAY) or to be a slow consumer. ``window`` is the initial stream window it advertises."""
+    frames (GOAWAY) or to be a slow consumer. ``window`` is the initial stream window it advertises;
+    ``tls``: (context, server name) to speak TLS (ALPN h2) to a TLS listener."""
 
-    def __init__(self, host: str, port: int, window: int = 65535) -> None:
+    def __init__(
+        self, host: str, port: int, window: int = 65535, tls: tuple[ssl.SSLContext, str] | None = None
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=10)
+        if tls is not None:
+            ctx, name = tls
+            ctx.set_alpn_protocols(["h2"])
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=name)
+            assert self.sock.selected_alpn_protocol() == "h2"
         self.h2 = _GracefulH2Connection(H2Configuration(client_side=True, header_encoding=None))
         self.h2.local_settings = Settings(
             client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: window}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from sc_proxy.cluster import Cluster, Host
 from sc_proxy.http1.parse import ResponseEvent, ResponseReader
+from sc_proxy.tls import ClientTls, dial
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,6 +139,7 @@ class Pool:
         "connect_timeout",
         "idle_timeout",
         "max_idle_per_host",
+        "tls",
     )
 
     def __init__(
@@ -146,8 +148,10 @@ class Pool:
         idle_timeout: float | None,
         connect_timeout: float,
         max_idle_per_host: int = MAX_IDLE_PER_HOST,
+        tls: ClientTls | None = None,
     ) -> None:
         self.cluster = cluster
+        self.tls = tls
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.max_idle_per_host = max_idle_per_host
@@ -209,14 +213,15 @@ class Pool:
             self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
 
     async def connect(self, host: Host) -> UpstreamConn:
-        """A new connection to ``host``; raises ``OSError`` or ``TimeoutError``."""
+        """A new connection to ``host`` (TLS when the route has it); raises ``ssl.SSLError`` (a failed
+        handshake), ``OSError`` or ``TimeoutError``."""
         loop = asyncio.get_running_loop()
         conn = UpstreamConn(self, host)
         factory: Callable[[], UpstreamConn] = lambda: conn  # noqa: E731
-        await asyncio.wait_for(loop.create_connection(factory, host.address, host.port), self.connect_timeout)
+        await dial(loop, factory, host.address, host.port, self.tls, "http/1.1", self.connect_timeout)
         return conn
 
 
 def new_pool(route: Route) -> Pool:
     """The HTTP/1.1 pool of ``route`` (for :func:`sc_proxy.pools.pool_for`)."""
-    return Pool(route.cluster, route.idle_timeout, route.connect_timeout)
+    return Pool(route.cluster, route.idle_timeout, route.connect_timeout, tls=route.tls)

@@ -21,6 +21,7 @@ Timers that a client cannot hold open (``limits.headerTimeoutSeconds``, the rout
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from typing import Final, cast
@@ -42,6 +43,7 @@ from sc_proxy.http1.pool import Pool, UpstreamConn, new_pool
 from sc_proxy.metrics import protection_counter
 from sc_proxy.pools import pool_for
 from sc_proxy.route import Route
+from sc_proxy.tls import failure_reason, peer_identity
 
 #: Parsed requests waiting behind the one in flight before reading pauses.
 MAX_PIPELINE: Final = 16
@@ -71,6 +73,7 @@ class Exchange:
         "conn",
         "deadline",
         "error",
+        "failure",
         "has_rid",
         "head",
         "host",
@@ -118,6 +121,7 @@ class Exchange:
         self.deadline = 0.0  # loop time when perRequestTimeout fires; 0 = none
         self.upgrade_rest: bytes | None = None
         self.protection = error.protection if error is not None else None  # the defence that refused it
+        self.failure: str | None = None  # the last failed TLS handshake with a task (access log)
 
 
 class Http1Connection(asyncio.Protocol):
@@ -139,6 +143,7 @@ class Http1Connection(asyncio.Protocol):
         "max_header_bytes",
         "max_header_count",
         "obuf",
+        "peer",
         "pool",
         "queue",
         "read_block",
@@ -181,6 +186,7 @@ class Http1Connection(asyncio.Protocol):
         self.bytes_in = 0
         self.obuf: list[bytes] | None = None  # output collected while handling one batch of events
         self.first_head = False  # the first request head (or a refusal) has been read
+        self.peer = "-"  # the caller's mutual-TLS identity
 
     # --- asyncio.Protocol (downstream)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -188,6 +194,8 @@ class Http1Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.stats.new_connections.inc()
         self.stats.active_connections.inc()
+        if self.route.caller_identity:
+            self.peer = peer_identity(transport) or "-"
         self.route.lifecycle.register(self)
         now = self.last_active = self.loop.time()
         idle = self.route.idle_timeout
@@ -522,6 +530,10 @@ class Http1Connection(asyncio.Protocol):
         exc = None if task.cancelled() else task.exception()
         if task.cancelled() or exc is not None:
             self.stats.connect_failures.inc()
+            if isinstance(exc, ssl.SSLError):
+                # A failed handshake is a failed connection: retried and reported to outlier detection.
+                self.stats.tls_errors.inc()
+                ex.failure = failure_reason(exc)
             self.cluster.report_failure(host)
             if ex is self.current and not ex.response_done and not self.closing:
                 self._retry_or_fail(ex, host, 503)
@@ -664,6 +676,9 @@ class Http1Connection(asyncio.Protocol):
             service_ms = int((end - ex.sent_at) * 1000) if ex.sent_at else None
             if ex.protection is not None and flags == "-":
                 flags = "UPE"  # a defence refused the upstream's response: Envoy's "upstream protocol error"
+            failure = ex.failure if not ex.sent_at else None
+            if failure is not None and flags == "-":
+                flags = "UF"  # Envoy's "upstream connection failure"
             log.log(
                 AccessRecord(
                     start_time=start_wall,
@@ -684,6 +699,8 @@ class Http1Connection(asyncio.Protocol):
                     authority=_header(head, b"host"),
                     upstream_host=str(ex.host) if ex.host is not None else "-",
                     protection=ex.protection or "-",
+                    transport_failure=failure or "-",
+                    peer_identity=self.peer,
                 )
             )
         elif ex.error is not None:

@@ -38,6 +38,7 @@ from sc_proxy.http2.guard import UNREAD_ANSWERS
 from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import ProxyStream
 from sc_proxy.metrics import REGISTRY, Counter, protection_counter
+from sc_proxy.tls import peer_identity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,11 +90,14 @@ class H2ServerProtocol(H2Side):
         # Reading paused because the client does not read: the check, and the buffer size it last saw.
         self._unread_timer: asyncio.TimerHandle | None = None
         self._unread_size = 0
+        self.peer = "-"  # the caller's mutual-TLS identity (access log)
 
     # -- connection ------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not registered as asyncio.Transport subclasses: no isinstance check.
         self.transport = cast("asyncio.Transport", transport)
+        if self.route.caller_identity:
+            self.peer = peer_identity(transport) or "-"
         self._timer = self.loop.call_later(self.route.limits.header_timeout_seconds, self._preface_timeout)
 
     def _preface_timeout(self) -> None:

@@ -56,7 +56,8 @@ class ProxyStream:
     """Relay state of one client stream."""
 
     __slots__ = (
-        "bytes_in", "bytes_out", "done", "down_end", "down_sid", "flags", "free_refused", "grpc", "host",
+        "bytes_in", "bytes_out", "done", "down_end", "down_sid", "failure", "flags", "free_refused", "grpc",
+        "host",
         "left", "pool", "queued", "replay", "replay_bytes", "req_headers", "req_trailers", "resp_status",
         "resp_trailers", "route", "sent_at", "server", "start", "timer_key", "to_down", "to_up", "tried",
         "up", "up_end", "up_headers", "up_sid", "wall_start",
@@ -94,6 +95,7 @@ class ProxyStream:
         self.resp_status = 0  # 0 until response headers went to the client
         self.done = False
         self.flags = "-"  # Envoy-style response flags for the access log (UF, UR, UT …)
+        self.failure: str | None = None  # the last failed TLS handshake with a task (access log)
         # Durations by perf_counter: uvloop's loop.time() moves in whole milliseconds.
         self.start = time.perf_counter()
         self.wall_start = time.time()
@@ -271,10 +273,13 @@ class ProxyStream:
         else:
             self._reset_down(code)
 
-    def upstream_failed(self, message: str) -> None:
-        """The upstream connection failed or closed under this stream (already reported to the cluster)."""
+    def upstream_failed(self, message: str, failure: str | None = None) -> None:
+        """The upstream connection failed or closed under this stream (already reported to the cluster);
+        ``failure``: why its TLS handshake failed."""
         if self.done:
             return
+        if failure is not None:
+            self.failure = failure
         self._detach_up(None)
         flags = "UF" if message == CONNECT_ERROR else "UC"
         if self.resp_status == 0:
@@ -459,6 +464,8 @@ class ProxyStream:
                     upstream_service_time_ms=int((now - self.sent_at) * 1000) if self.sent_at else None,
                     authority=pseudo(self.req_headers, b":authority").decode("latin-1"),
                     upstream_host=str(host) if host is not None else "-",
+                    transport_failure=(self.failure or "-") if flags == "UF" else "-",
+                    peer_identity=self.server.peer,
                 )
             )
 

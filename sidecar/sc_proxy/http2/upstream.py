@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import TYPE_CHECKING, Final, cast
 
 from sc_proxy.cluster import Host
@@ -33,6 +34,7 @@ from sc_proxy.http2.frames import SettingCodes
 from sc_proxy.http2.side import H2Side
 from sc_proxy.http2.stream import CONNECT_ERROR
 from sc_proxy.metrics import REGISTRY, Counter
+from sc_proxy.tls import dial, failure_reason
 
 if TYPE_CHECKING:
     from sc_proxy.http2.stream import ProxyStream
@@ -107,10 +109,12 @@ class UpstreamConnection(H2Side):
     async def connect(self) -> None:
         route = self.pool.route
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(lambda: self, self.host.address, self.host.port),
-                route.connect_timeout,
-            )
+            h = self.host
+            await dial(self.loop, lambda: self, h.address, h.port, route.tls, "h2", route.connect_timeout)
+        except ssl.SSLError as exc:
+            # A failed handshake is a failed connection: retried elsewhere, reported to outlier detection.
+            route.stats.tls_errors.inc()
+            self._fail(CONNECT_ERROR, failure_reason(exc))
         except (OSError, TimeoutError):
             self._fail(CONNECT_ERROR)
 
@@ -204,8 +208,9 @@ class UpstreamConnection(H2Side):
         if not self.closed:
             self._fail("upstream connection closed")
 
-    def _fail(self, message: str) -> None:
-        """The connection is unusable: every stream on it (or waiting for it) learns so."""
+    def _fail(self, message: str, failure: str | None = None) -> None:
+        """The connection is unusable: every stream on it (or waiting for it) learns so (``failure``: why
+        its TLS handshake failed)."""
         first = not self.closed
         self.closed = True
         self.accepting = False
@@ -224,7 +229,7 @@ class UpstreamConnection(H2Side):
         self.streams.clear()
         for stream in waiting:
             stream.queued = None
-            stream.upstream_failed(message)
+            stream.upstream_failed(message, failure)
         for stream in streams:
             stream.upstream_failed(message)
         if self.transport is not None:

@@ -1,6 +1,7 @@
 """gRPC through two real ``sc-proxy`` processes: grpcio client → client proxy (egress, alias) → server proxy
 (ingress) → grpcio server process, all on loopback. Every RPC kind, trailers, deadlines, timeouts, a task
-killed mid-stream, drain."""
+killed mid-stream, drain. Representative tests also run with TLS 1.3 between the proxies (``tls``): the
+same behaviour is expected over TLS as in plaintext."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from support.grpc_env import VIP, GrpcServer, client_config, endpoint, server_config
 from support.grpc_service import Client
+from support.meshtls import Pki
 from support.proxy import ProxyProcess
 
 MiB = 1024 * 1024
@@ -31,17 +33,24 @@ class TwoHops:
         servers: int = 1,
         client_extra: dict[str, Any] | None = None,
         ingress_extra: dict[str, Any] | None = None,
+        tls: bool = False,
     ) -> None:
+        client_extra, ingress_extra = dict(client_extra or {}), dict(ingress_extra or {})
+        if tls:
+            # One certificate for every task (its SANs name the endpoint), trusted through the CA bundle.
+            pki = Pki(tmp)
+            client_extra["tls"] = pki.endpoint_tls()
+            ingress_extra["tls"] = pki.ingress_tls()
         self.servers = [
             GrpcServer(f"task{i}", f"127.0.0.{31 + i}", tmp / f"grpc{i}.log") for i in range(servers)
         ]
         self.server_proxies: list[ProxyProcess] = []
         hosts = []
         for i, srv in enumerate(self.servers):
-            cfg, port = server_config("echo", (srv.host, srv.port), **(ingress_extra or {}))
+            cfg, port = server_config("echo", (srv.host, srv.port), **ingress_extra)
             self.server_proxies.append(start_proxy(cfg, name=f"server{i}"))
             hosts.append(("127.0.0.1", port))
-        cfg, ports = client_config([endpoint("echo", hosts, **(client_extra or {}))])
+        cfg, ports = client_config([endpoint("echo", hosts, **client_extra)])
         self.client_proxy = start_proxy(cfg, name="client")
         self.client = Client(f"{VIP}:{ports['echo']}")
 
@@ -65,8 +74,9 @@ def hops(tmp_path: Path, start_proxy: Callable[..., ProxyProcess]) -> Iterator[C
         h.close()
 
 
-def test_unary_keeps_trailers_and_counts_grpc_requests(hops: Callable[..., TwoHops]) -> None:
-    h = hops()
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_unary_keeps_trailers_and_counts_grpc_requests(hops: Callable[..., TwoHops], tls: bool) -> None:
+    h = hops(tls=tls)
     reply, call = h.client.unary.with_call(b"hello", timeout=10)
     assert reply == b"hello"
     trailers = dict(call.trailing_metadata())
@@ -110,8 +120,9 @@ def test_client_streaming(hops: Callable[..., TwoHops]) -> None:
     assert reply == f"20 {sum(len(m) for m in msgs)}".encode()
 
 
-def test_bidirectional_streaming_4_mib_messages(hops: Callable[..., TwoHops]) -> None:
-    h = hops()
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_bidirectional_streaming_4_mib_messages(hops: Callable[..., TwoHops], tls: bool) -> None:
+    h = hops(tls=tls)
     msgs = [hashlib.sha256(bytes([i])).digest() * (4 * MiB // 32) for i in range(6)]
     got = list(h.client.bidi(iter(msgs), timeout=60))
     assert len(got) == 6
@@ -119,8 +130,9 @@ def test_bidirectional_streaming_4_mib_messages(hops: Callable[..., TwoHops]) ->
     assert len(got[0]) == 4 * MiB
 
 
-def test_client_deadline_ends_the_call_and_cancels_upstream(hops: Callable[..., TwoHops]) -> None:
-    h = hops()
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_client_deadline_ends_the_call_and_cancels_upstream(hops: Callable[..., TwoHops], tls: bool) -> None:
+    h = hops(tls=tls)
     t0 = time.monotonic()
     with pytest.raises(grpc.RpcError) as err:
         h.client.unary(b"x", metadata=(("x-sleep-ms", "3000"),), timeout=0.5)
@@ -155,10 +167,11 @@ def test_per_request_timeout_during_a_response_stream(hops: Callable[..., TwoHop
     assert 2 <= len(got) < 30
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_task_killed_mid_stream_gives_unavailable_then_calls_go_to_the_other(
-    hops: Callable[..., TwoHops],
+    hops: Callable[..., TwoHops], tls: bool
 ) -> None:
-    h = hops(servers=2)
+    h = hops(servers=2, tls=tls)
     call = h.client.server_stream(b"200 1000 50", timeout=30)
     serving = dict(call.initial_metadata())["x-served-by"]
     for _ in range(3):
@@ -179,8 +192,9 @@ def test_task_killed_mid_stream_gives_unavailable_then_calls_go_to_the_other(
     assert h.client_proxy.metric("TargetRetryCount", TargetDiscoveryName="echo") >= 1
 
 
-def test_concurrent_calls_share_multiplexed_connections(hops: Callable[..., TwoHops]) -> None:
-    h = hops()
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_concurrent_calls_share_multiplexed_connections(hops: Callable[..., TwoHops], tls: bool) -> None:
+    h = hops(tls=tls)
     results: list[bytes] = []
     lock = threading.Lock()
 

@@ -1,6 +1,6 @@
 """Plain HTTP/2 (appProtocol http2) through a real ``sc-proxy`` process: refused streams retried, 504 on
 perRequestTimeout, HTTP/1.1 clients on an http2 listener, h2load as an independent client, drain with
-GOAWAY, and a slow consumer that must not grow the proxy's memory."""
+GOAWAY, and a slow consumer that must not grow the proxy's memory (those two with TLS on the listener too)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections import deque
@@ -42,6 +43,7 @@ from support.grpc_env import (
     grpc_request_headers,
     server_config,
 )
+from support.meshtls import NAME, Pki
 from support.proxy import ProxyProcess
 
 MiB = 1024 * 1024
@@ -273,12 +275,22 @@ def _grpc_ingress(
     return srv, start_proxy(cfg), port
 
 
+def _tls_ingress(tmp_path: Path, tls: bool) -> tuple[dict[str, Any], tuple[ssl.SSLContext, str] | None]:
+    """(ingress extra, client TLS) for a test run with or without TLS on the ingress listener."""
+    if not tls:
+        return {}, None
+    pki = Pki(tmp_path)
+    return {"tls": pki.ingress_tls()}, (ssl.create_default_context(cafile=pki.bundle.file("ca.crt")), NAME)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 @pytest.mark.parametrize("how", ["POST /drain", "SIGTERM"])
 def test_drain_sends_goaway_and_lets_open_streams_finish(
-    how: str, tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
+    how: str, tls: bool, tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
 ) -> None:
-    srv, proxy, port = _grpc_ingress(tmp_path, start_proxy)
-    client = RawH2Client("127.0.0.1", port)
+    extra, client_tls = _tls_ingress(tmp_path, tls)
+    srv, proxy, port = _grpc_ingress(tmp_path, start_proxy, **extra)
+    client = RawH2Client("127.0.0.1", port, tls=client_tls)
     try:
         sid = client.request(grpc_request_headers("echo", "ServerStream"), grpc_frame(b"20 100 100"))
         body = b""
@@ -320,11 +332,13 @@ def test_drain_sends_goaway_and_lets_open_streams_finish(
         srv.kill()
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_slow_consumer_keeps_proxy_memory_bounded(
-    tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
+    tls: bool, tmp_path: Path, start_proxy: Callable[..., ProxyProcess]
 ) -> None:
-    srv, proxy, port = _grpc_ingress(tmp_path, start_proxy)
-    client = RawH2Client("127.0.0.1", port, window=65535)
+    extra, client_tls = _tls_ingress(tmp_path, tls)
+    srv, proxy, port = _grpc_ingress(tmp_path, start_proxy, **extra)
+    client = RawH2Client("127.0.0.1", port, window=65535, tls=client_tls)
     try:
         # Warm up the proxy's allocator with a small call first.
         sid = client.request(grpc_request_headers("echo", "ServerStream"), grpc_frame(b"4 1000 0"))

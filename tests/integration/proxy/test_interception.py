@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from support.meshtls import NAME, Pki
 from support.proxy import SC_PROXY, parse_metrics
 
 pytestmark = pytest.mark.netns
@@ -203,3 +204,40 @@ def test_missing_net_admin_is_explained(pod: tuple[Netns, Netns], tmp_path: Path
     result = pod_ns.run(*drop, str(SC_PROXY), "install-redirect", "--config", str(cfg_path), check=False)
     assert result.returncode == 1
     assert "needs the NET_ADMIN capability" in result.stderr
+
+
+def test_intercepted_container_port_traffic_is_tls_terminated(
+    pod: tuple[Netns, Netns], tmp_path: Path
+) -> None:
+    """With ``tls`` on the ingress, a caller redirected from the containerPort speaks TLS 1.3 to the
+    listener; plaintext to the containerPort gets nothing from the app."""
+    pod_ns, peer_ns = pod
+    pki = Pki(tmp_path)
+    cfg = config()
+    cfg["ingress"][0]["tls"] = pki.ingress_tls()
+    cfg_path = tmp_path / "proxy.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    result = pod_ns.run(str(SC_PROXY), "install-redirect", "--config", str(cfg_path))
+    assert result.returncode == 0, result.stderr
+    py = sys.executable
+    pod_ns.start(tmp_path / "app.log", py, "-m", "support.proxy", "tag", "app", "0.0.0.0", str(APP_PORT))
+    proxy = pod_ns.start(tmp_path / "proxy.log", str(SC_PROXY), "--config", str(cfg_path))
+    for host, port in (("127.0.0.1", APP_PORT), ("127.0.0.1", INGRESS_PORT)):
+        _wait_port(pod_ns, host, port)
+    assert proxy.poll() is None, (tmp_path / "proxy.log").read_text()
+    code = (
+        "import socket,ssl;"
+        f"c=ssl.create_default_context(cafile={pki.bundle.file('ca.crt')!r});"
+        f"s=c.wrap_socket(socket.create_connection(({POD_IP!r},{APP_PORT}),timeout=5),server_hostname={NAME!r});"
+        "print(s.version(), s.makefile().readline().strip())"
+    )
+    assert peer_ns.run(py, "-c", code).stdout.strip() == "TLSv1.3 app 127.0.0.1"
+    # Plaintext to the containerPort from another host: refused at the handshake, nothing from the app.
+    plain = (
+        "import socket;"
+        f"s=socket.create_connection(({POD_IP!r},{APP_PORT}),timeout=5);"
+        "s.sendall(b'GET / HTTP/1.1\\r\\n\\r\\n');print(repr(s.recv(100)))"
+    )
+    assert peer_ns.run(py, "-c", plain).stdout.strip() == "b''"
+    m = _metrics(pod_ns)
+    assert m['ClientTLSNegotiationErrorCount{DiscoveryName="front"}'] >= 1

@@ -31,7 +31,7 @@ def test_text_drops_query_by_default() -> None:
     line = out.getvalue()
     assert line == (
         '[2023-11-14T22:13:20.250Z] "GET /items HTTP/1.1" 200 - 3 10 7 5 "-" "-" "abc" "back:80" '
-        '"10.0.0.1:80" egress back -\n'
+        '"10.0.0.1:80" egress back - "-" -\n'
     )
 
 
@@ -57,6 +57,21 @@ def test_a_defence_is_named_in_both_formats() -> None:
     text, js = io.StringIO(), io.StringIO()
     AccessLogger("TEXT", stream=text).log(rec)
     AccessLogger("JSON", stream=js).log(rec)
-    assert text.getvalue().endswith(' 431 DPE 0 0 0 - "-" "-" "-" "-" "-" ingress front header_count\n')
+    assert text.getvalue().endswith(' 431 DPE 0 0 0 - "-" "-" "-" "-" "-" ingress front header_count "-" -\n')
     doc = json.loads(js.getvalue())
     assert (doc["response_flags"], doc["protection"]) == ("DPE", "header_count")
+
+
+def test_tls_failure_and_caller_identity_in_both_formats() -> None:
+    rec = AccessRecord(start_time=REC.start_time, direction="egress", name="back", status=503,
+                       response_flags="UF", transport_failure="TLS error: CERTIFICATE_VERIFY_FAILED: x",
+                       peer_identity="spiffe://ns/ns/shop/connectservice/a")  # fmt: skip
+    text, js = io.StringIO(), io.StringIO()
+    AccessLogger("TEXT", stream=text).log(rec)
+    AccessLogger("JSON", stream=js).log(rec)
+    assert text.getvalue().endswith(
+        ' egress back - "TLS error: CERTIFICATE_VERIFY_FAILED: x" spiffe://ns/ns/shop/connectservice/a\n'
+    )
+    doc = json.loads(js.getvalue())
+    assert doc["transport_failure"] == "TLS error: CERTIFICATE_VERIFY_FAILED: x"
+    assert doc["peer_identity"] == "spiffe://ns/ns/shop/connectservice/a"

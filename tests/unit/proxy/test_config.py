@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config, parse_config, parse_resolver
 from sc_proxy.policy import effective_timeouts
@@ -214,3 +215,92 @@ def test_the_readme_example_is_valid() -> None:
     cfg = parse_config(yaml.safe_load(block))
     assert cfg.aliases[0].endpoint == cfg.endpoints[0].name
     assert cfg.ingress[0].intercept_port == cfg.ingress[0].app_port
+
+
+# -- TLS (the operator renders these; sidecar/README.md, TLS) ------------------------------------------------
+
+
+def _tls_cfg(ingress_tls: dict[str, Any] | None = None, endpoint_tls: dict[str, Any] | None = None) -> Any:
+    cfg = base()
+    if ingress_tls is not None:
+        cfg["ingress"][0]["tls"] = ingress_tls
+    if endpoint_tls is not None:
+        cfg["endpoints"][0]["tls"] = endpoint_tls
+    return cfg
+
+
+def test_tls_blocks_are_read_and_only_paths_are_shown() -> None:
+    ing = {
+        "certFile": "/var/run/serviceconnect/tls/front/tls.crt",
+        "keyFile": "/var/run/serviceconnect/tls/front/tls.key",
+    }
+    ep = {"caFile": "/var/run/serviceconnect/ca/shop/ca.crt", "serverName": "backend"}
+    cfg = parse_config(_tls_cfg(ing, ep))
+    assert cfg.ingress[0].tls is not None
+    assert cfg.ingress[0].tls.key_file.endswith("tls.key")
+    assert cfg.ingress[0].tls.allowed_callers == []
+    assert cfg.endpoints[0].tls is not None
+    assert cfg.endpoints[0].tls.server_name == "backend"
+    shown = dump_config(cfg)
+    assert '"keyFile": "/var/run/serviceconnect/tls/front/tls.key"' in shown
+    assert "BEGIN" not in shown
+
+
+_I = {"certFile": "/c", "keyFile": "/k"}
+_TLS_REFUSALS = [
+    ({"certFile": "tls.crt", "keyFile": "/k"}, None,
+     "ingress.0.tls.certFile: 'tls.crt' is not an absolute file path"),
+    ({"certFile": "/c"}, None, "ingress.0.tls.keyFile: Field required"),
+    ({**_I, "allowedCallers": ["spiffe://a/b"]}, None, "ingress.0.tls.allowedCallers: needs clientCaFile"),
+    ({**_I, "clientCaFile": "/ca", "allowedCallers": ["frontend"]}, None,
+     "ingress.0.tls.allowedCallers: 'frontend' is not a URI identity"),
+    ({**_I, "minVersion": "1.2"}, None, "ingress.0.tls.minVersion: Extra inputs"),
+    (None, {"caFile": "/ca", "serverName": "bad name"},
+     "endpoints.0.tls.serverName: 'bad name' is not a DNS name"),
+    (None, {"caFile": "/ca"}, "endpoints.0.tls.serverName: Field required"),
+    (None, {"caFile": "/ca", "serverName": "b", "certFile": "/c"},
+     "endpoints.0.tls.certFile: certFile and keyFile go together"),
+    (None, {"caFile": "relative/ca.crt", "serverName": "b"},
+     "endpoints.0.tls.caFile: 'relative/ca.crt' is not an absolute"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("ingress_tls", "endpoint_tls", "message"), _TLS_REFUSALS)
+def test_tls_refusals_name_the_field(
+    ingress_tls: dict[str, Any] | None, endpoint_tls: dict[str, Any] | None, message: str
+) -> None:
+    assert message in error_of(_tls_cfg(ingress_tls, endpoint_tls))
+
+
+def test_the_tls_contract_shape_with_explicit_nulls_is_accepted() -> None:
+    """The shape the operator renders (issue 10's contract), optional fields written out as null / []."""
+    doc = yaml.safe_load(
+        """
+version: v1
+egress: {mode: redirect, port: 15001}
+ingress:
+  - discoveryName: nginx
+    port: 15100
+    appPort: 80
+    appProtocol: http
+    tls:
+      certFile: /var/run/serviceconnect/tls/nginx/tls.crt
+      keyFile: /var/run/serviceconnect/tls/nginx/tls.key
+      clientCaFile: null
+      allowedCallers: []
+endpoints:
+  - name: nginx
+    appProtocol: http
+    discovery: {dns: {name: nginx-sc.shop.svc.cluster.local, port: 15100}}
+    tls:
+      caFile: /var/run/serviceconnect/ca/shop/ca.crt
+      serverName: nginx
+      certFile: null
+      keyFile: null
+"""
+    )
+    cfg = parse_config(doc)
+    assert cfg.ingress[0].tls is not None
+    assert cfg.ingress[0].tls.client_ca_file is None
+    assert cfg.endpoints[0].tls is not None
+    assert cfg.endpoints[0].tls.cert_file is None
