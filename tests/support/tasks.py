@@ -25,8 +25,17 @@ operator's real output read back from the API server:
 
 Only one in-pod path is rewritten: the config mount path (``/etc/serviceconnect/…``) in the containers'
 argv becomes the file's path here, because the host has no such directory and we create nothing in the
-host's /etc. Executables named without a path (``sc-proxy``) are looked up in this virtualenv first, as
-the image's PATH would find them.
+host's /etc. The proxy's other volumes — the TLS Secret and CA bundle ConfigMap the operator renders, at
+absolute paths under :data:`VOLUME_ROOT` that the proxy configuration names — are *mounted*, standing in
+for the kubelet's volume mounts: their files are written from the API objects into a per-task directory,
+and the proxy is started in its own mount namespace (``unshare --mount``) in which that directory is
+bind-mounted read-only over ``/var/run/serviceconnect``, so every task's proxy sees its own files at the
+rendered paths and the configuration is used unchanged. The only mark left on the host is the empty
+mount point ``/run/serviceconnect`` (created when missing, on a tmpfs). Files are written once, at start:
+the kubelet's in-place refresh of changed Secrets is not simulated.
+
+Executables named without a path (``sc-proxy``) are looked up in this virtualenv first, as the image's
+PATH would find them.
 
 Apps: a container whose image mentions ``nginx`` runs Debian's nginx (``X-Served-By: <pod>`` header, page
 ``Welcome to nginx!``); any other container with ports runs ``python -m support.upstreams`` (JSON answers
@@ -71,6 +80,7 @@ Requires root, ``ip`` (iproute2), ``iptables``, ``setpriv`` and ``curl`` (and ng
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import http.client
@@ -117,6 +127,9 @@ PREFIX_LEN = 16
 CLUSTER_DOMAIN = "cluster.local"
 SERVICE_LABEL = "serviceconnect.dev/service"
 CONFIG_VOLUME = "sc-proxy-config"
+#: Where the proxy's Secret and ConfigMap volumes are mounted (see the module docstring).
+VOLUME_ROOT = "/var/run/serviceconnect"
+SECRETS = Resource("", "v1", "secrets")
 PROXY_CONTAINER = "sc-proxy"
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 
@@ -132,7 +145,7 @@ def missing_prerequisites() -> str | None:
     """Why tasks cannot run here (not root, a tool missing), or None."""
     if os.geteuid() != 0:
         return "needs root to create network namespaces"
-    for tool in ("ip", "iptables", "setpriv", "curl"):
+    for tool in ("ip", "iptables", "setpriv", "curl", "unshare", "mount"):
         if shutil.which(tool) is None:
             return f"needs {tool} on PATH"
     return None
@@ -683,11 +696,85 @@ class Harness:
         task.local_admin_port = int(task.config["admin"].get("localPort", task.local_admin_port))
         return mount, local
 
-    def _spawn(self, task: Task, container: dict[str, Any], argv: list[str], pod: dict[str, Any]) -> None:
+    def _volumes(self, pod: dict[str, Any], task: Task, container: dict[str, Any]) -> Path | None:
+        """Write the files of ``container``'s Secret and ConfigMap volumes (other than the proxy config)
+        into a per-task tree mirroring :data:`VOLUME_ROOT`; None when it mounts none. As the kubelet, wait
+        for a volume's object to exist (the operator writes the leaf Secret before the Deployment, but a
+        CA bundle copy may follow)."""
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+        # Other volumes (the emptyDir at /tmp) stay the host's: tasks share it harmlessly.
+        mounts = [
+            m
+            for m in container.get("volumeMounts") or []
+            if m["name"] != CONFIG_VOLUME and {"secret", "configMap"} & volumes[m["name"]].keys()
+        ]
+        if not mounts:
+            return None
+        root = self._config_root / task.pod / "volumes"
+        for mount in mounts:
+            path = mount["mountPath"].rstrip("/")
+            if not path.startswith(VOLUME_ROOT + "/"):
+                raise HarnessError(f"{task.pod}: volume mount {path} is outside {VOLUME_ROOT}: not simulated")
+            volume = volumes[mount["name"]]
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                obj = _wait(
+                    f"Secret {name}", lambda n=name: self.kube.get_or_none(SECRETS, n, self.namespace), 60
+                )
+                data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+                source = volume["secret"]
+            else:
+                name = volume["configMap"]["name"]
+                obj = _wait(
+                    f"ConfigMap {name}",
+                    lambda n=name: self.kube.get_or_none(CONFIGMAPS, n, self.namespace),
+                    60,
+                )
+                data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+                source = volume["configMap"]
+            target = root / path[len(VOLUME_ROOT) + 1 :]
+            target.mkdir(parents=True, exist_ok=True)
+            for parent in [target, *target.parents]:
+                if parent == self._config_root:
+                    break
+                parent.chmod(0o755)
+            items = source.get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                file = target / item["path"]
+                file.write_bytes(data[item["key"]])
+                file.chmod(int(item.get("mode", source.get("defaultMode", 0o644))))
+        return root
+
+    def _spawn(
+        self,
+        task: Task,
+        container: dict[str, Any],
+        argv: list[str],
+        pod: dict[str, Any],
+        volumes: Path | None = None,
+    ) -> None:
         uid = (container.get("securityContext") or {}).get("runAsUser")
         if uid:  # the proxy: non-root, as rendered
             gid = (container.get("securityContext") or {}).get("runAsGroup", uid)
             argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
+        if volumes is not None:
+            # The kubelet's volume mounts: this container's own mount namespace, the task's files over
+            # VOLUME_ROOT (read-only), mounted as root before the container's user takes over.
+            Path(VOLUME_ROOT).mkdir(mode=0o755, exist_ok=True)
+            argv = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec "$@"',
+                "sh",
+                str(volumes),
+                VOLUME_ROOT,
+                *argv,
+            ]
         with (task.workdir / f"{container['name']}.log").open("ab") as out:
             proc = subprocess.Popen(
                 task.argv(*argv),
@@ -729,7 +816,7 @@ class Harness:
         for init in spec.get("initContainers") or []:
             argv = _command(init, mount, local)
             if init.get("restartPolicy") == "Always":  # a native sidecar (API server >= 1.29)
-                self._spawn(task, init, argv, pod)
+                self._spawn(task, init, argv, pod, self._volumes(pod, task, init))
                 # The kubelet starts the next container only once the sidecar's startup probe passed.
                 self._startup_probe(task, init)
                 continue
@@ -742,7 +829,8 @@ class Harness:
                 )
         for container in spec["containers"]:
             if container["name"] == PROXY_CONTAINER:
-                self._spawn(task, container, _command(container, mount, local), pod)
+                volumes = self._volumes(pod, task, container)
+                self._spawn(task, container, _command(container, mount, local), pod, volumes)
                 hook = ((container.get("lifecycle") or {}).get("postStart") or {}).get("exec")
                 if hook:  # the kubelet runs postStart to completion before the next container starts
                     result = task.run(

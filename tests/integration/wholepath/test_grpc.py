@@ -17,35 +17,13 @@ from typing import Any
 import pytest
 
 from sc_operator.kube import CONNECT_SERVICES, Kube
-from support.grpc_env import SERVICE_SCRIPT
 from support.operator import accepted, service_body, wait_for
-from support.tasks import AppContext, Harness
+from support.tasks import Harness
+from support.wholepath_apps import GRPC_CLIENT, GRPC_PORT, greeter, grpc_server
 
 pytestmark = pytest.mark.netns
 
 TESTS_DIR = Path(__file__).resolve().parents[2]
-PORT = 50051
-
-# Runs inside the client task: three calls through the proxies, printed as JSON.
-CLIENT = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import grpc
-from support.grpc_service import Client
-
-client = Client(sys.argv[2])
-out = {}
-reply, call = client.unary.with_call(b"hello through both proxies", timeout=20)
-out["reply"] = reply.decode()
-out["trailers"] = dict(call.trailing_metadata())
-out["stream"] = [len(m) for m in client.server_stream(b"3 1024 0", timeout=20)]
-try:
-    client.unary(b"x", metadata=(("x-status", "5"),), timeout=20)
-except grpc.RpcError as err:
-    out["error"] = [err.code().name, err.details()]
-client.close()
-print(json.dumps(out))
-"""
 
 
 def deploy(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
@@ -53,32 +31,6 @@ def deploy(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
     name = body["metadata"]["name"]
     cond = wait_for(f"{name} Accepted", lambda: accepted(kube, namespace, name), timeout=60)
     assert cond["status"] == "True", cond
-
-
-def grpc_server(ctx: AppContext) -> list[str]:
-    # The server task's app: a real grpcio server on its containerPort, named after its pod.
-    assert ctx.port is not None
-    return [
-        sys.executable,
-        str(SERVICE_SCRIPT),
-        "--address",
-        "0.0.0.0",
-        "--port",
-        str(ctx.port),
-        "--name",
-        ctx.task.pod,
-    ]
-
-
-def greeter(namespace: str, connect_ns: str) -> dict[str, Any]:
-    body = service_body("greeter", namespace, connect_ns, port=PORT)
-    container = body["spec"]["taskDefinition"]["containerDefinitions"][0]
-    container["name"] = "greeter"
-    container["portMappings"] = [
-        {"name": "grpc", "containerPort": PORT, "protocol": "tcp", "appProtocol": "grpc"}
-    ]
-    body["spec"]["serviceConnectConfiguration"]["services"][0]["portName"] = "grpc"
-    return body
 
 
 def test_grpc_call_through_client_and_server_proxies(
@@ -103,9 +55,9 @@ def test_grpc_call_through_client_and_server_proxies(
         "GRPC_DNS_RESOLVER=native",
         sys.executable,
         "-c",
-        CLIENT,
+        GRPC_CLIENT,
         str(TESTS_DIR),
-        f"greeter:{PORT}",
+        f"greeter:{GRPC_PORT}",
         timeout=90,
     )
     assert result.returncode == 0, result.stderr

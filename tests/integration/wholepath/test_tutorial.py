@@ -15,28 +15,17 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sc_operator.kube import CONNECT_SERVICES, PODS, Kube
 from support.envtest import KubeAPI
 from support.operator import accepted, wait_for
 from support.tasks import Harness
+from support.wholepath_apps import NGINX, example
 
 pytestmark = [pytest.mark.netns, pytest.mark.oldest_k8s]
-
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-NGINX = "service-connect-nginx-service"
-
-
-def example(name: str, namespace: str, connect_ns: str) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
-    doc["metadata"]["namespace"] = namespace
-    doc["spec"]["serviceConnectConfiguration"]["namespace"] = connect_ns
-    return doc
 
 
 def deploy(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
