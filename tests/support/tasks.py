@@ -83,6 +83,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import functools
 import http.client
 import json
 import os
@@ -719,7 +720,9 @@ class Harness:
             if "secret" in volume:
                 name = volume["secret"]["secretName"]
                 obj = _wait(
-                    f"Secret {name}", lambda n=name: self.kube.get_or_none(SECRETS, n, self.namespace), 60
+                    f"Secret {name}",
+                    functools.partial(self.kube.get_or_none, SECRETS, name, self.namespace),
+                    60,
                 )
                 data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
                 source = volume["secret"]
@@ -727,7 +730,7 @@ class Harness:
                 name = volume["configMap"]["name"]
                 obj = _wait(
                     f"ConfigMap {name}",
-                    lambda n=name: self.kube.get_or_none(CONFIGMAPS, n, self.namespace),
+                    functools.partial(self.kube.get_or_none, CONFIGMAPS, name, self.namespace),
                     60,
                 )
                 data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}

@@ -30,7 +30,7 @@ from support.wholepath_apps import GRPC_CLIENT, GRPC_PORT, NGINX, example, greet
 pytestmark = pytest.mark.netns
 
 TESTS_DIR = Path(__file__).resolve().parents[2]
-TLS = {"issuerCertificateAuthority": {}}
+TLS: dict[str, Any] = {"issuerCertificateAuthority": {}}
 HANDSHAKE, APPLICATION_DATA = 22, 23
 
 
