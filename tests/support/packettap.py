@@ -113,6 +113,7 @@ class PacketTap:
     max_bytes: int = 16 << 20
     segments: list[Segment] = field(default_factory=list)
     frames: int = 0
+    last_frame: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _sock: socket.socket | None = None
@@ -153,10 +154,18 @@ class PacketTap:
             if address[2] == PACKET_OUTGOING and address[0] != self.bridge:
                 continue
             self.frames += 1
+            self.last_frame = time.monotonic()
             seg = parse_frame(frame)
             if seg is not None:
                 self.segments.append(seg)
                 kept += len(seg.payload)
+
+    def settle(self, quiet: float = 0.5, timeout: float = 10.0) -> None:
+        """Wait until no frame arrived for ``quiet`` seconds (the tap has read what was sent), at most
+        ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and time.monotonic() - self.last_frame < quiet:
+            time.sleep(0.05)
 
     def streams(self, server: tuple[str, int]) -> list[Stream]:
         """Every captured connection to ``server`` (address, port), in order of first appearance."""
