@@ -3,7 +3,8 @@
 One story, in order (pytest runs a module's tests top to bottom): the operator is up; what ECS refuses
 is refused at `kubectl apply`; the tutorial's nginx service and a client come up; the client reaches
 http://nginx:80/ through its proxy and nginx's proxy; the proxies count it; the server scales; a new
-endpoint is unseen by old client tasks and seen after a redeploy (pinning); `helm uninstall` leaves
+endpoint is unseen by old client tasks and seen after a redeploy (pinning); a TLS-serving copy of nginx
+is reached through both proxies after a redeploy while its pod speaks only TLS 1.3; `helm uninstall` leaves
 nothing behind but the ConnectNamespace (and the kept CRDs).
 
 Between those, what only a real kubelet shows: the init container's iptables rules in the pod's network
