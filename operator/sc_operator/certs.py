@@ -37,6 +37,21 @@ class CertError(Exception):
     """A certificate or key cannot be used; the message says which and why (never the key itself)."""
 
 
+def _key_usage(*, signs_certificates: bool, key_encipherment: bool) -> x509.KeyUsage:
+    """A CA signs certificates (and CRLs); a leaf signs handshakes, and an RSA leaf also enciphers keys."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def new_key(algorithm: KeyAlgorithm) -> PrivateKey:
     if algorithm == "RSA_2048":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -149,17 +164,7 @@ def new_ca(
         .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs_certificates=True, key_encipherment=False),
             critical=True,
         )
         .add_extension(ski, critical=False)
@@ -237,17 +242,7 @@ def issue_leaf(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs_certificates=False, key_encipherment=is_rsa),
             critical=True,
         )
         .add_extension(
