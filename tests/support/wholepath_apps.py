@@ -73,3 +73,13 @@ def greeter(namespace: str, connect_ns: str) -> dict[str, Any]:
     ]
     body["spec"]["serviceConnectConfiguration"]["services"][0]["portName"] = "grpc"
     return body
+
+
+def call_greeter(task: Any) -> Any:
+    """Run :data:`GRPC_CLIENT` in ``task`` against ``greeter:GRPC_PORT`` (a CompletedProcess). grpcio's
+    native resolver reads the task's hosts file; no HTTP proxy of this machine may interfere."""
+    return task.run(
+        "env", "-u", "http_proxy", "-u", "https_proxy", "-u", "grpc_proxy", "GRPC_DNS_RESOLVER=native",
+        sys.executable, "-c", GRPC_CLIENT, str(EXAMPLES.parent / "tests"), f"greeter:{GRPC_PORT}",
+        timeout=90,
+    )  # fmt: skip

@@ -10,8 +10,6 @@ a server stream in order, and an error status passed through untouched.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +17,9 @@ import pytest
 from sc_operator.kube import CONNECT_SERVICES, Kube
 from support.operator import accepted, service_body, wait_for
 from support.tasks import Harness
-from support.wholepath_apps import GRPC_CLIENT, GRPC_PORT, greeter, grpc_server
+from support.wholepath_apps import call_greeter, greeter, grpc_server
 
 pytestmark = pytest.mark.netns
-
-TESTS_DIR = Path(__file__).resolve().parents[2]
 
 
 def deploy(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
@@ -43,23 +39,7 @@ def test_grpc_call_through_client_and_server_proxies(
     deploy(kube, namespace, service_body("caller", namespace, connect_namespace, serve=False))
     [client] = harness.run_pods("caller")
 
-    # grpcio's native resolver reads the task's hosts file; no HTTP proxy of this machine may interfere.
-    result = client.run(
-        "env",
-        "-u",
-        "http_proxy",
-        "-u",
-        "https_proxy",
-        "-u",
-        "grpc_proxy",
-        "GRPC_DNS_RESOLVER=native",
-        sys.executable,
-        "-c",
-        GRPC_CLIENT,
-        str(TESTS_DIR),
-        f"greeter:{GRPC_PORT}",
-        timeout=90,
-    )
+    result = call_greeter(client)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["reply"] == "hello through both proxies"

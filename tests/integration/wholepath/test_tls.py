@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +23,10 @@ from sc_operator.kube import CONNECT_SERVICES, Kube
 from support.operator import accepted, service_body, wait_for
 from support.packettap import PacketTap, Stream, record_bytes, tls_records
 from support.tasks import Harness, Task, http_get, in_netns
-from support.wholepath_apps import GRPC_CLIENT, GRPC_PORT, NGINX, example, greeter, grpc_server
+from support.wholepath_apps import GRPC_PORT, NGINX, call_greeter, example, greeter, grpc_server
 
 pytestmark = pytest.mark.netns
 
-TESTS_DIR = Path(__file__).resolve().parents[2]
 TLS: dict[str, Any] = {"issuerCertificateAuthority": {}}
 HANDSHAKE, APPLICATION_DATA = 22, 23
 
@@ -160,22 +157,7 @@ def test_grpc_with_tls_encrypts_the_bytes_between_the_proxies(
     assert endpoint["tls"]["serverName"] == "greeter"
 
     with PacketTap(harness.network.hub, max_seconds=90) as tap:
-        result = client.run(
-            "env",
-            "-u",
-            "http_proxy",
-            "-u",
-            "https_proxy",
-            "-u",
-            "grpc_proxy",
-            "GRPC_DNS_RESOLVER=native",
-            sys.executable,
-            "-c",
-            GRPC_CLIENT,
-            str(TESTS_DIR),
-            f"greeter:{GRPC_PORT}",
-            timeout=90,
-        )
+        result = call_greeter(client)
         tap.settle()  # the calls are over: until the tap has read their last bytes
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
