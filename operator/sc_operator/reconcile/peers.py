@@ -32,7 +32,16 @@ from sc_operator.peer_mirror import (
     render_mirror_service,
     render_mirror_slices,
 )
-from sc_operator.peers import Outcome, Reached, Refused, Unreached, check_peers, sync, transitions
+from sc_operator.peers import (
+    Outcome,
+    Reached,
+    Refused,
+    Unreached,
+    check_peers,
+    sync,
+    through_gateway,
+    transitions,
+)
 from sc_operator.reconcile.context import Context
 from sc_operator.registry import NamespaceNotFound, Registry
 from sc_operator.render.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, label_value
@@ -123,7 +132,8 @@ def _read_peers(
                 "not reachable by DNS here until these Kubernetes namespaces exist in this cluster "
                 f"(the operator does not create namespaces): {', '.join(absent)}"
             )
-        outcomes.append(Reached(cluster, view.endpoints, "; ".join(notes)))
+        endpoints = through_gateway(view.endpoints, peer.gateway if peer.network == "gateway" else None)
+        outcomes.append(Reached(cluster, endpoints, "; ".join(notes)))
     return outcomes, views
 
 

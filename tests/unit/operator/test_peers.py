@@ -189,7 +189,7 @@ def test_refused_peers_lose_their_endpoints() -> None:
     reg = sync(Registry(), [Reached("a", (remote(WEB, "web"),))], T0)
     assert reg is not None
     refused = sync(
-        reg, [Refused("a", "PeerRefused", "spec.peers[0].network: 'gateway' is not built yet")], T0
+        reg, [Refused("a", "PeerRefused", "spec.peers[0].gateway: required with network: gateway")], T0
     )
     assert refused is not None
     assert refused.endpoints == ()
@@ -209,8 +209,8 @@ def test_check_peers_rules() -> None:
         ],
     )
     assert "SC_CLUSTER_NAME" in found["b"]
-    assert "spec.peers[1].network" in found["a"]
-    assert "not built" in found["a"]
+    assert "spec.peers[1].gateway" in found["a"]
+    assert "required with network: gateway" in found["a"]
     assert "listed twice" in found["c"]
     assert summary([])[1] == "NoPeers"
 
@@ -278,20 +278,42 @@ def test_the_same_peer_rules_at_admission_and_in_scctl_validate() -> None:
                 {"cluster": "a", "kubeconfigSecret": secret, "network": "gateway"},
                 {"cluster": "c", "kubeconfigSecret": secret},
                 {"cluster": "c", "kubeconfigSecret": secret},
+                {"cluster": "d", "kubeconfigSecret": secret, "gateway": {"address": "192.0.2.7"}},
+                {"cluster": "e", "kubeconfigSecret": secret, "network": "gateway", "gateway": {"address": "gw"}},
             ]
         },
     }
     violations = validate_namespace(obj)
     assert [(v.rule, v.field) for v in violations] == [
-        ("peer-network-gateway", "spec.peers[0].network"),
+        ("peer-gateway", "spec.peers[0].gateway"),
         ("peer-duplicate", "spec.peers[2].cluster"),
+        ("peer-gateway", "spec.peers[3].gateway"),
+        ("peer-gateway", "spec.peers[4].gateway"),
     ]
     verdict = review_connect_namespace(obj)
     assert not verdict.allowed
-    assert "[peer-network-gateway]" in verdict.message
+    assert "[peer-gateway]" in verdict.message
     flat = {"metadata": {"name": "mesh"}, "spec": {"peers": [{"cluster": "a", "kubeconfigSecret": secret}]}}
     assert validate_namespace(flat) == []
     assert review_connect_namespace(flat).allowed
+    gw = {"cluster": "a", "kubeconfigSecret": secret, "network": "gateway", "gateway": {"address": "192.0.2.7"}}
+    linked = {"metadata": {"name": "mesh"}, "spec": {"peers": [gw]}}
+    assert validate_namespace(linked) == []
+    assert review_connect_namespace(linked).allowed
+
+
+def test_a_gateway_peers_endpoints_carry_its_address_into_the_clients_proxy_config() -> None:
+    from sc_operator.api.namespace import PeerGateway
+    from sc_operator.peers import through_gateway
+
+    [stamped] = through_gateway((remote(WEB, "web"),), PeerGateway(address="192.0.2.7", port=15443))
+    assert stamped.via is not None
+    assert (stamped.via.address, stamped.via.port) == ("192.0.2.7", 15443)
+    reg = sync(Registry(), [Reached("a", (stamped,))], T0)
+    assert reg is not None
+    assert reg.to_status()["endpoints"][0]["via"] == {"address": "192.0.2.7", "port": 15443}
+    [flat] = through_gateway((stamped,), None)  # relinked flat: dialled directly again
+    assert flat.via is None
 
 
 def test_events_say_each_change_once() -> None:
@@ -316,3 +338,24 @@ def test_events_say_each_change_once() -> None:
     clash = sync(local, [Reached("a", (remote(WEB, "web"), remote(WEB, "api")))], T0 + timedelta(minutes=3))
     assert clash is not None
     assert [r for _, r, _ in transitions(back.extra["peers"], clash.extra["peers"])] == ["NameConflict"]
+
+
+def test_the_client_proxy_config_dials_a_gateway_peers_tasks_through_its_gateway() -> None:
+    import json
+
+    from sc_operator.render import render_children
+    from support.render import client_inputs, endpoint
+
+    behind = {
+        **endpoint("nginx", "nginx", 80, "http", "nginx", port_name="nginx"),
+        "cluster": "a",
+        "via": {"address": "192.0.2.7", "port": 15443},
+    }
+    flat = {**endpoint("redis", "redis", 6379, None, "cache"), "cluster": "c"}
+    children = render_children(client_inputs(endpoints=[behind, flat]))
+    doc = json.loads(children.config_map["data"]["proxy.json"])
+    endpoints = {e["name"]: e for e in doc["endpoints"]}
+    assert endpoints["nginx"]["via"] == {"address": "192.0.2.7", "port": 15443}
+    # Discovery stays the mirror Service: the tasks' own addresses, which the header names.
+    assert "dns" in endpoints["nginx"]["discovery"]
+    assert "via" not in endpoints["redis"]
