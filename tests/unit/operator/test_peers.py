@@ -279,7 +279,12 @@ def test_the_same_peer_rules_at_admission_and_in_scctl_validate() -> None:
                 {"cluster": "c", "kubeconfigSecret": secret},
                 {"cluster": "c", "kubeconfigSecret": secret},
                 {"cluster": "d", "kubeconfigSecret": secret, "gateway": {"address": "192.0.2.7"}},
-                {"cluster": "e", "kubeconfigSecret": secret, "network": "gateway", "gateway": {"address": "gw"}},
+                {
+                    "cluster": "e",
+                    "kubeconfigSecret": secret,
+                    "network": "gateway",
+                    "gateway": {"address": "gw"},
+                },
             ]
         },
     }
@@ -296,7 +301,12 @@ def test_the_same_peer_rules_at_admission_and_in_scctl_validate() -> None:
     flat = {"metadata": {"name": "mesh"}, "spec": {"peers": [{"cluster": "a", "kubeconfigSecret": secret}]}}
     assert validate_namespace(flat) == []
     assert review_connect_namespace(flat).allowed
-    gw = {"cluster": "a", "kubeconfigSecret": secret, "network": "gateway", "gateway": {"address": "192.0.2.7"}}
+    gw = {
+        "cluster": "a",
+        "kubeconfigSecret": secret,
+        "network": "gateway",
+        "gateway": {"address": "192.0.2.7"},
+    }
     linked = {"metadata": {"name": "mesh"}, "spec": {"peers": [gw]}}
     assert validate_namespace(linked) == []
     assert review_connect_namespace(linked).allowed
