@@ -195,7 +195,7 @@ class _Downstream(asyncio.Protocol):
             transport.close()
             return
         self._gw.stats.results["routed"].inc()
-        self._up = cast(asyncio.Transport, transport)
+        self._up = transport
         pending, self._pending = self._pending, []
         if pending:
             transport.write(b"".join(pending))
