@@ -369,3 +369,26 @@ def test_the_client_proxy_config_dials_a_gateway_peers_tasks_through_its_gateway
     # Discovery stays the mirror Service: the tasks' own addresses, which the header names.
     assert "dns" in endpoints["nginx"]["discovery"]
     assert "via" not in endpoints["redis"]
+
+
+def test_the_gateway_exposes_only_local_endpoints_of_linked_namespaces() -> None:
+    from sc_operator.render.gateway import gateway_config_document
+    from sc_operator.settings import OperatorSettings
+    from sc_proxy.config import parse_config
+
+    settings = OperatorSettings(cluster_name="a", dns_resolver="10.0.0.10")
+    local = Endpoint(discovery_name="web", dns_name="web", port=80, app_protocol="http", service=WEB)
+    doc = gateway_config_document([("mesh", [local, remote(WEB, "other", "c")])], settings)
+    assert doc is not None
+    [entry] = doc["gateway"]["allow"]
+    name = headless_service_name("web", "mesh")
+    assert entry == {
+        "dns": {
+            "name": f"{name}.shop.svc.cluster.local",
+            "srvName": f"_sc-http._tcp.{name}.shop.svc.cluster.local",
+            "resolver": "10.0.0.10",
+        }
+    }
+    assert parse_config(doc).gateway is not None  # the proxy accepts what the operator renders
+    # Nothing local to expose: no configuration at all (the proxy would refuse an empty allow list).
+    assert gateway_config_document([("mesh", [remote(WEB, "other", "c")])], settings) is None
