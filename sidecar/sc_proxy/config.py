@@ -458,11 +458,12 @@ class GatewayConfig(_Model):
     reads a PROXY protocol v2 header from each connection and splices it to the task the header names, but
     only when that task's address and port are among the hosts ``allow`` currently discovers (the Ready
     tasks of this cluster's linked endpoints). Anything else is closed and counted: never an open relay.
+    An empty ``allow`` routes nowhere (a cluster that exposes nothing yet).
     ``headerTimeoutSeconds``: the header must arrive within it; ``connectTimeoutSeconds``: to the task."""
 
     address: IPAddress = "0.0.0.0"
     port: Port
-    allow: list[Discovery] = Field(min_length=1, max_length=10000)
+    allow: list[Discovery] = Field(default=[], max_length=10000)
     header_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
 

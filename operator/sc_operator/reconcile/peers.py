@@ -43,6 +43,7 @@ from sc_operator.peers import (
     transitions,
 )
 from sc_operator.reconcile.context import Context
+from sc_operator.reconcile.gateway import sync_gateway
 from sc_operator.registry import NamespaceNotFound, Registry
 from sc_operator.render.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, label_value
 
@@ -92,7 +93,8 @@ def sync_peers(ctx: Context, clients: PeerClients, name: str) -> Registry | None
         for type_, reason, message in transitions(before, registry.extra.get("peers") or []):
             ctx.kube.post_event(cns, type_, reason, message)
         mirrors.create_wanted(ctx, cns, _wanted(registry, name, answered), views)
-        return registry
+    sync_gateway(ctx)
+    return registry
 
 
 def _read_peers(

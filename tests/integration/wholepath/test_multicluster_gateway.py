@@ -27,7 +27,7 @@ import pytest
 from sc_operator import cli
 from sc_operator.api.common import Endpoint
 from sc_operator.kube import CONNECT_NAMESPACES
-from sc_operator.render.gateway import GATEWAY_PORT, gateway_config_document
+from sc_operator.render.gateway import gateway_config_document
 from sc_operator.settings import OperatorSettings
 from sc_proxy import proxyproto
 from support.gate import unavailable
@@ -45,6 +45,8 @@ from support.tasks import (
 )
 
 pytestmark = pytest.mark.netns
+
+GATEWAY_PORT = 15443  # the chart's gateway.port default
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +146,8 @@ def test_client_in_b_reaches_nginx_in_a_through_a_gateway(
         status = a.kube.get(CONNECT_NAMESPACES, CNS).get("status") or {}
         endpoints = [Endpoint.model_validate(e) for e in status.get("endpoints") or []]
         settings = OperatorSettings(cluster_name="a", dns_resolver=a.network.resolver)
+        assert settings.gateway_port == GATEWAY_PORT
         config = gateway_config_document([(CNS, endpoints)], settings)
-        assert config is not None
         (tmp_path / "gw").mkdir()
         gateway = Gateway(gw_netns, config, tmp_path / "gw")
 

@@ -3,6 +3,7 @@ with an injected clock, unlinking, and the mirrored discovery objects."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -379,7 +380,6 @@ def test_the_gateway_exposes_only_local_endpoints_of_linked_namespaces() -> None
     settings = OperatorSettings(cluster_name="a", dns_resolver="10.0.0.10")
     local = Endpoint(discovery_name="web", dns_name="web", port=80, app_protocol="http", service=WEB)
     doc = gateway_config_document([("mesh", [local, remote(WEB, "other", "c")])], settings)
-    assert doc is not None
     [entry] = doc["gateway"]["allow"]
     name = headless_service_name("web", "mesh")
     assert entry == {
@@ -390,5 +390,48 @@ def test_the_gateway_exposes_only_local_endpoints_of_linked_namespaces() -> None
         }
     }
     assert parse_config(doc).gateway is not None  # the proxy accepts what the operator renders
-    # Nothing local to expose: no configuration at all (the proxy would refuse an empty allow list).
-    assert gateway_config_document([("mesh", [remote(WEB, "other", "c")])], settings) is None
+    # Nothing local to expose: the gateway routes nowhere.
+    assert (
+        gateway_config_document([("mesh", [remote(WEB, "other", "c")])], settings)["gateway"]["allow"] == []
+    )
+
+
+def test_the_gateway_objects_are_valid_and_roll_when_what_it_admits_changes() -> None:
+    from sc_operator.reconcile.gateway import linked_endpoints
+    from sc_operator.render.gateway import CONFIG_VERSION_ANNOTATION, gateway_config_document, gateway_objects
+    from sc_operator.settings import OperatorSettings
+    from support.render import k8s_validate
+
+    settings = OperatorSettings(gateway_enabled=True, gateway_service_type="NodePort", gateway_replicas=3)
+    web = Endpoint(discovery_name="web", dns_name="web", port=80, app_protocol="http", service=WEB)
+    api = Endpoint(discovery_name="api", dns_name="api", port=80, service=API)
+    cns = [
+        {"metadata": {"name": "mesh"}, "spec": {"peers": [{"cluster": "b"}]},
+         "status": {"endpoints": [web.model_dump(mode="json", by_alias=True, exclude_none=True)]}},
+        {"metadata": {"name": "private"},  # no peers: never exposed
+         "status": {"endpoints": [api.model_dump(mode="json", by_alias=True, exclude_none=True)]}},
+    ]  # fmt: skip
+    linked = linked_endpoints(cns)
+    assert [name for name, _ in linked] == ["mesh"]
+    doc = gateway_config_document(linked, settings)
+    config_map, deployment, service = gateway_objects(doc, "serviceconnect-system", settings)
+    for obj in (config_map, deployment, service):
+        k8s_validate(obj)
+        assert obj["metadata"]["namespace"] == "serviceconnect-system"
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"][0]["port"] == 15443
+    assert deployment["spec"]["replicas"] == 3
+    template = deployment["spec"]["template"]
+    assert template["spec"]["automountServiceAccountToken"] is False
+    version = template["metadata"]["annotations"][CONFIG_VERSION_ANNOTATION]
+    assert json.loads(config_map["data"]["proxy.json"])["version"] == version
+    # Another service registered in the linked namespace: a new version, so the gateways roll.
+    more = gateway_config_document([("mesh", [web, api])], settings)
+    assert more["version"] != version
+    assert gateway_config_document(linked, settings)["version"] == version  # stable otherwise
+    # Nothing linked: a gateway that routes nowhere (the proxy accepts it).
+    from sc_proxy.config import parse_config
+
+    empty = gateway_config_document([], settings)
+    assert empty["gateway"]["allow"] == []
+    assert parse_config(empty).gateway is not None

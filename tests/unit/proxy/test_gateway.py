@@ -107,8 +107,8 @@ def test_config_gateway_and_via() -> None:
     assert cfg.gateway.port == 15443
     assert cfg.endpoints[0].via is not None
     assert cfg.endpoints[0].via.address == "198.19.0.9"
-    with pytest.raises(ConfigError, match=r"gateway\.allow"):
-        parse_config({"version": "v", "gateway": {"port": 15443, "allow": []}})
+    with pytest.raises(ConfigError, match=r"gateway\.allow\.0"):
+        parse_config({"version": "v", "gateway": {"port": 15443, "allow": [{}]}})
     with pytest.raises(ConfigError, match=r"gateway\.port: port 9901 is already used by admin\.port"):
         parse_config({"version": "v", "gateway": {"port": 9901, "allow": [{"static": []}]}})
     with pytest.raises(ConfigError, match=r"endpoints.0.via.address"):
