@@ -4,6 +4,8 @@ have peers. Run after every peer sync (``reconcile.peers``); a no-op unless ``SC
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -18,9 +20,11 @@ from sc_operator.render.gateway import gateway_config_document, gateway_objects
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _KINDS: dict[str, Resource] = {"ConfigMap": CONFIGMAPS, "Deployment": DEPLOYMENTS, "Service": SERVICES}
-# What the operator owns in each kind; the rest (status, a Service's clusterIP and nodePorts, a
-# LoadBalancer's allocations) is the API server's and is carried over on replace.
+# What the operator owns in a ConfigMap and a Deployment; the rest (status, defaults the API server
+# filled in) is carried over on replace.
 _OWNED = ("data", "spec")
+#: On each gateway object: the hash of what the operator rendered for it.
+RENDERED_ANNOTATION = "serviceconnect.dev/rendered"
 
 
 def linked_endpoints(namespaces: Sequence[Obj]) -> list[tuple[str, list[Endpoint]]]:
@@ -51,20 +55,26 @@ def sync_gateway(ctx: Context) -> None:
 def _apply(ctx: Context, obj: Obj, namespace: str) -> None:
     res = _KINDS[obj["kind"]]
     name = obj["metadata"]["name"]
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    obj = {**obj, "metadata": {**obj["metadata"], "annotations": {RENDERED_ANNOTATION: digest}}}
     current = ctx.kube.get_or_none(res, name, namespace)
     if current is None:
         ctx.kube.create(res, obj, namespace)
         log.info("gateway: created %s %s/%s", obj["kind"], namespace, name)
         return
-    merged: dict[str, Any] = dict(current)
-    for key in _OWNED:
-        if key in obj:
-            want = obj[key]
-            if key == "spec" and obj["kind"] == "Service":
-                want = {**(current.get("spec") or {}), **want}
-            merged[key] = want
-    merged["metadata"] = {**current["metadata"], "labels": obj["metadata"]["labels"]}
-    if all(merged.get(k) == current.get(k) for k in (*_OWNED, "metadata")):
+    # Compared by the hash of what was rendered: the API server's defaults never look like a change.
+    if (current["metadata"].get("annotations") or {}).get(RENDERED_ANNOTATION) == digest:
         return
-    ctx.kube.replace(res, merged, namespace)
+    if obj["kind"] == "Service":
+        # Merged over what the API server allocated (clusterIP, nodePorts); the chart's role may patch
+        # Services, not update them.
+        ctx.kube.patch(res, name, {"metadata": obj["metadata"], "spec": obj["spec"]}, namespace)
+    else:
+        merged: dict[str, Any] = {**current, **{k: obj[k] for k in _OWNED if k in obj}}
+        merged["metadata"] = {
+            **current["metadata"],
+            "labels": obj["metadata"]["labels"],
+            "annotations": {**(current["metadata"].get("annotations") or {}), RENDERED_ANNOTATION: digest},
+        }
+        ctx.kube.replace(res, merged, namespace)
     log.info("gateway: updated %s %s/%s", obj["kind"], namespace, name)
