@@ -59,7 +59,7 @@ def gateway_proxy(start: Start, allow: list[tuple[str, int]]) -> tuple[ProxyProc
     return start(cfg, name="gateway"), port
 
 
-def server_proxy(start: Start, app: tuple[str, int], tls: dict[str, Any]) -> tuple[ProxyProcess, int]:
+def server_proxy(start: Start, app: tuple[str, int], tls: dict[str, Any] | None) -> tuple[ProxyProcess, int]:
     port = free_port()
     cfg: dict[str, Any] = {
         "version": "server",
@@ -72,7 +72,7 @@ def server_proxy(start: Start, app: tuple[str, int], tls: dict[str, Any]) -> tup
                 "appAddress": app[0],
                 "appPort": app[1],
                 "appProtocol": "http",
-                "tls": tls,
+                **({"tls": tls} if tls else {}),
             }
         ],
     }
@@ -184,3 +184,42 @@ def test_a_client_to_a_task_the_gateway_does_not_allow_gets_503(
         assert http.get(f"http://{VIP}:{alias}/").status_code == 503
     assert gateway_result(gw, "refused") >= 1
     assert gateway_result(gw, "routed") == 0
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [
+        pytest.param(True, id="tls"),
+        pytest.param(
+            False,
+            id="plaintext",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known bug: in plaintext HTTP/1 the gateway's close of a connection to a dead task "
+                "reaches the client proxy after the request was written (not as a failed connect); the "
+                "retry on the other task then stalls (see the report of the gateway branch)",
+            ),
+        ),
+    ],
+)
+def test_a_dead_task_behind_the_gateway_is_retried_on_the_other(
+    start_proxy: Start, pki: Pki, tmp_path: Path, tls: bool
+) -> None:
+    [app] = start_upstreams(tmp_path, "a")
+    server, server_port = server_proxy(start_proxy, (app.host, app.port), pki.ingress_tls() if tls else None)
+    dead = free_port()  # an allowed task that has died: the gateway's connect is refused
+    gw, gw_port = gateway_proxy(start_proxy, [("127.0.0.1", server_port), ("127.0.0.1", dead)])
+    ep = http_endpoint(
+        NAME,
+        [("127.0.0.1", dead), ("127.0.0.1", server_port)],
+        via={"address": "127.0.0.1", "port": gw_port},
+        **({"tls": pki.endpoint_tls()} if tls else {}),
+    )
+    cfg, ports = proxy_config([ep])
+    client = start_proxy(cfg, name="client")
+    with httpx.Client(timeout=5) as http:
+        for i in range(6):
+            r = http.get(f"http://{VIP}:{ports[NAME]}/{i}")
+            assert r.status_code == 200, (i, r.text, client.output()[-2000:])
+    assert server.metric("RequestCount", DiscoveryName=NAME) == 6
+    assert gateway_result(gw, "connect_failed") >= 1
