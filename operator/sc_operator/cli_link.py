@@ -27,6 +27,7 @@ import yaml
 from sc_operator.kube import CONNECT_NAMESPACES, NAMESPACES, ApiError, Kube, Resource
 from sc_operator.peer_client import SECRETS
 from sc_operator.render.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, short_hash
+from sc_operator.validation.namespace import gateway_problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts")
@@ -62,8 +63,15 @@ def add_parsers(sub: Any) -> None:
         "--network",
         choices=("flat", "gateway"),
         default="flat",
-        help="flat: pod IPs are routable between the clusters (the only shape built so far)",
+        help="flat: pod IPs are routable between the clusters; gateway: they are not, and this cluster's "
+        "proxies reach the peer's tasks through its gateway (--gateway-address)",
     )
+    p.add_argument(
+        "--gateway-address",
+        help="with --network gateway: the IP address of the peer's gateway Service (its LoadBalancer or node "
+        "address)",
+    )
+    p.add_argument("--gateway-port", type=int, default=15443, help="the peer's gateway port (default 15443)")
     p.add_argument(
         "--token-seconds",
         type=int,
@@ -179,11 +187,14 @@ def _step(what: str, fn: Any) -> Any:
 
 
 def link(args: argparse.Namespace, out: TextIO) -> None:
-    if args.network == "gateway":
-        raise LinkError(
-            "--network gateway: not built yet (see docs/operator.md, Linking clusters); use flat where "
-            "pod IPs are routable between the clusters"
-        )
+    gateway = (
+        {"address": args.gateway_address, "port": args.gateway_port}
+        if args.gateway_address is not None
+        else None
+    )
+    problem = gateway_problem(args.network, gateway)
+    if problem is not None:
+        raise LinkError(f"--gateway-address: {problem}")
     if args.peer_name == args.cluster_name:
         raise LinkError("--peer-name and --cluster-name must differ: each cluster needs its own name")
     cns = args.connect_namespace
@@ -259,6 +270,8 @@ def link(args: argparse.Namespace, out: TextIO) -> None:
         "kubeconfigSecret": {"namespace": args.secret_namespace, "name": secret_name, "key": "kubeconfig"},
         "network": args.network,
     }
+    if gateway is not None:
+        entry["gateway"] = gateway
     _step(f"adding the peer to ConnectNamespace {cns}", lambda: _set_peer(here, cns, args.peer_name, entry))
     out.write(
         f"linked: ConnectNamespace {cns} here reads cluster {args.peer_name} as ServiceAccount {ns}/{name} "

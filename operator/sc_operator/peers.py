@@ -17,7 +17,7 @@ The rules, each applied here once:
 - a peer that cannot be read keeps its last known endpoints, marked stale with the time since when, and
   nothing else changes: the local registry is never emptied by a failure;
 - a peer removed from ``spec.peers`` (unlinked) takes its endpoints with it;
-- a peer asking for a network shape that is not built (``gateway``) is refused, not treated as flat.
+- a peer linked with ``network: gateway`` has its endpoints stamped with its gateway address (``via``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sc_operator.api.common import Endpoint
+from sc_operator.api.common import Endpoint, GatewayAddress
+from sc_operator.api.namespace import PeerGateway
 from sc_operator.reconcile.conditions import set_condition
 from sc_operator.registry import Registry, find_conflict
 from sc_operator.validation.namespace import refused_peers
@@ -94,6 +95,14 @@ def peer_endpoints(cluster: str, peer_status: Mapping[str, Any] | None) -> tuple
         if ep.local:
             out.append(ep.model_copy(update={"cluster": cluster}))
     return tuple(out)
+
+
+def through_gateway(endpoints: Sequence[Endpoint], gateway: PeerGateway | None) -> tuple[Endpoint, ...]:
+    """A peer's endpoints as this cluster's clients reach them: with ``network: gateway``, each carries
+    the peer's gateway address (``via``), which the clients' proxies dial instead of the tasks; flat
+    peers' endpoints carry none (their tasks are dialled directly)."""
+    via = None if gateway is None else GatewayAddress(address=gateway.address, port=gateway.port)
+    return tuple(ep.model_copy(update={"via": via}) for ep in endpoints)
 
 
 @dataclass(frozen=True)

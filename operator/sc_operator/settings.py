@@ -97,6 +97,12 @@ class OperatorSettings(BaseModel):
     #: Where CA private keys (and ConnectNamespace-level ``secretName`` CAs) live; empty: the operator's
     #: own namespace (``POD_NAMESPACE``), else ``default``.
     ca_namespace: str = Field(default="", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$", max_length=63)
+    #: The ``gateway`` network shape (chart ``gateway.*``): run this cluster's gateway (a Deployment and a
+    #: Service ``sc-gateway`` in the operator's namespace) exposing the tasks of linked ConnectNamespaces.
+    gateway_enabled: bool = False
+    gateway_port: Port = 15443
+    gateway_replicas: int = Field(default=2, ge=1, le=100)
+    gateway_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "LoadBalancer"
 
     @field_validator("proxy_resources")
     @classmethod

@@ -331,9 +331,19 @@ class EndpointTls(_Model):
         return self
 
 
+class Via(_Model):
+    """A peer cluster's gateway (the ``gateway`` network shape): connections to this endpoint's tasks are
+    made to ``address:port`` instead, each starting with a PROXY protocol v2 header naming the task's
+    address and port; the gateway checks the task and splices the bytes through (TLS stays end to end)."""
+
+    address: IPAddress
+    port: Port
+
+
 class Endpoint(_Model):
     """A namespace endpoint this task consumes. ``name`` is its TargetDiscoveryName (metrics label).
-    ``tls``: originate TLS 1.3 to its tasks (:class:`EndpointTls`)."""
+    ``tls``: originate TLS 1.3 to its tasks (:class:`EndpointTls`). ``via``: reach the tasks through a
+    peer cluster's gateway (:class:`Via`)."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_][a-z0-9_-]*$")
     app_protocol: AppProtocol = "tcp"
@@ -343,6 +353,7 @@ class Endpoint(_Model):
     outlier: Outlier = Outlier()
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     tls: EndpointTls | None = None
+    via: Via | None = None
 
     @model_validator(mode="after")
     def _tcp_has_no_request_timeout(self) -> Endpoint:
@@ -442,6 +453,21 @@ class Http2Limits(_Model):
     unread_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
+class GatewayConfig(_Model):
+    """Gateway mode (the ``gateway`` network shape between clusters): a listener on ``address:port`` that
+    reads a PROXY protocol v2 header from each connection and splices it to the task the header names, but
+    only when that task's address and port are among the hosts ``allow`` currently discovers (the Ready
+    tasks of this cluster's linked endpoints). Anything else is closed and counted: never an open relay.
+    An empty ``allow`` routes nowhere (a cluster that exposes nothing yet).
+    ``headerTimeoutSeconds``: the header must arrive within it; ``connectTimeoutSeconds``: to the task."""
+
+    address: IPAddress = "0.0.0.0"
+    port: Port
+    allow: list[Discovery] = Field(default=[], max_length=10000)
+    header_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
 class ProxyConfig(_Model):
     """The whole file. ``version`` identifies the rendering (shown in ``/config`` and logs)."""
 
@@ -455,6 +481,7 @@ class ProxyConfig(_Model):
     access_log: AccessLogConfig | None = None
     drain_seconds: float = Field(default=20.0, ge=0, le=3600)
     limits: Limits = Limits()
+    gateway: GatewayConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ProxyConfig:
@@ -493,6 +520,8 @@ class ProxyConfig(_Model):
             claim(self.egress.port, "egress.port")
         for i, ing in enumerate(self.ingress):
             claim(ing.port, f"ingress.{i}.port")
+        if self.gateway is not None:
+            claim(self.gateway.port, "gateway.port")
         seen_discovery: set[str] = set()
         for i, ing in enumerate(self.ingress):
             if ing.discovery_name in seen_discovery:

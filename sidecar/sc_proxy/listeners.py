@@ -31,6 +31,7 @@ from sc_proxy.accesslog import AccessLogger, AccessRecord
 from sc_proxy.cluster import Cluster, Host
 from sc_proxy.config import ConfigError, Ingress, IngressTls, ProxyConfig
 from sc_proxy.discovery import Source, source_for
+from sc_proxy.gateway import Gateway
 from sc_proxy.lifecycle import Lifecycle
 from sc_proxy.metrics import Counter, EgressStats, IngressStats, Registry, unknown_destination_counter
 from sc_proxy.policy import effective_timeouts
@@ -92,6 +93,8 @@ class Plan:
     ingress_tls: dict[Route, ServerContext] = field(default_factory=dict)
     #: Ingress routes admitting only some mutual-TLS callers (URI SAN identities).
     allowed_callers: dict[Route, frozenset[str]] = field(default_factory=dict)
+    #: Gateway mode (``gateway`` in the config): its allow list and listener.
+    gateway: Gateway | None = None
 
 
 def _wire_ejections(cluster: Cluster, stats: EgressStats) -> None:
@@ -206,9 +209,13 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
             max_replay_body_bytes=ep.retries.max_replay_body_bytes,
             limits=config.limits,
             tls=client_tls,
+            via=ep.via,
         )
         plan.clusters[ep.name] = cluster
         plan.sources.append(source_for(cluster, ep))
+    if config.gateway is not None:
+        plan.gateway = Gateway(config.gateway, lifecycle, registry)
+        plan.sources.extend(plan.gateway.sources)
     for alias in config.aliases:
         plan.egress_routes[(alias.address, alias.port)] = routes_by_endpoint[alias.endpoint]
     for i, ing in enumerate(config.ingress):
@@ -383,6 +390,10 @@ class Listeners:
                     await self._bind("ingress", factory, "::", port, tls)
                 except OSError as exc:  # no IPv6 in this pod: IPv4 alone is fine
                     log.info("ingress %s: IPv6 not available (%s)", route.name, exc.strerror)
+        gateway = self.plan.gateway
+        if gateway is not None:
+            # Stops accepting with the ingress listeners when the proxy drains.
+            await self._bind("ingress", gateway.protocol(), gateway.config.address, gateway.config.port)
         egress = self.config.egress
         if egress is None:
             return

@@ -7,7 +7,7 @@ from typing import Literal
 
 from sc_proxy.accesslog import AccessLogger
 from sc_proxy.cluster import Cluster
-from sc_proxy.config import Limits
+from sc_proxy.config import Limits, Via
 from sc_proxy.lifecycle import Lifecycle
 from sc_proxy.metrics import EgressStats, IngressStats
 from sc_proxy.tls import ClientTls
@@ -20,7 +20,8 @@ class Route:
     ``cluster``: for ingress one host, the local app; for egress the endpoint's tasks from discovery.
     Timeouts are in seconds, ``None`` = disabled (ECS's 0); the ECS defaults are already applied.
     ``tls`` (egress): originate TLS to the tasks; ``caller_identity`` (ingress, mutual TLS): the caller's
-    certificate identity is read per connection for the access log.
+    certificate identity is read per connection for the access log. ``via`` (egress): the tasks are
+    reached through a peer cluster's gateway (:func:`sc_proxy.tls.dial`).
     ``retries`` is the number of extra attempts after the first.
     """
 
@@ -40,3 +41,4 @@ class Route:
     limits: Limits = field(default_factory=Limits)
     tls: ClientTls | None = None
     caller_identity: bool = False
+    via: Via | None = None

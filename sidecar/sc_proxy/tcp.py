@@ -208,6 +208,7 @@ class TcpRelay(asyncio.Protocol):
                         route.tls,
                         None,
                         route.connect_timeout,
+                        route.via,
                     ),
                 )
             except (OSError, TimeoutError, ValueError) as exc:

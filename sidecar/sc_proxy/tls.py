@@ -26,11 +26,14 @@ import ctypes
 import hashlib
 import logging
 import os
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from sc_proxy import proxyproto
+from sc_proxy.config import Via
 from sc_proxy.metrics import REGISTRY, Counter, Registry
 
 log = logging.getLogger("sc_proxy.tls")
@@ -358,21 +361,49 @@ async def dial(
     tls: ClientTls | None,
     alpn: str | None,
     timeout: float,  # noqa: ASYNC109 - one deadline for connect and handshake, like the plaintext path
+    via: Via | None = None,
 ) -> asyncio.BaseTransport:
     """Connect (and with ``tls``, complete a verified TLS 1.3 handshake) within ``timeout`` seconds.
 
+    ``via`` (a peer cluster's gateway): connect to the gateway instead and send a PROXY protocol v2 header
+    naming ``address:port`` first; TLS, when used, then runs through the gateway to the task itself.
+
     Raises ``ssl.SSLError`` for a failed handshake (check it before ``OSError``, its base class),
     ``OSError`` / ``TimeoutError`` for anything else."""
-    if tls is None:
-        conn = loop.create_connection(factory, address, port)
-    else:
-        conn = loop.create_connection(
-            factory,
-            address,
-            port,
-            ssl=tls.context(alpn),
-            server_hostname=tls.server_name,
-            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
+    return await asyncio.wait_for(_dial(loop, factory, address, port, tls, alpn, via), timeout)
+
+
+async def _dial(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.BaseProtocol],
+    address: str,
+    port: int,
+    tls: ClientTls | None,
+    alpn: str | None,
+    via: Via | None,
+) -> asyncio.BaseTransport:
+    sock = None
+    if via is not None:
+        # The header must precede the TLS ClientHello, so connect and write it on the bare socket.
+        header = proxyproto.encode((address, port))
+        family = socket.AF_INET6 if ":" in via.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (via.address, via.port))
+            await loop.sock_sendall(sock, header)
+        except BaseException:
+            sock.close()
+            raise
+    target: dict[str, Any] = {"sock": sock} if sock is not None else {"host": address, "port": port}
+    if tls is not None:
+        target.update(
+            ssl=tls.context(alpn), server_hostname=tls.server_name, ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS
         )
-    transport, _ = await asyncio.wait_for(conn, timeout)
+    try:
+        transport, _ = await loop.create_connection(factory, **target)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     return transport

@@ -301,6 +301,20 @@ class Network:
             _ip("-n", name, "route", "add", subnet, "via", self.hub_address)
         return name, address
 
+    def attach(self, netns: str) -> str:
+        """Join an existing namespace (one plugged into another network: a gateway at the edge of two
+        clusters) to this bridge as a second interface, ``x<n>``, without routes; returns its address."""
+        with self._lock:
+            self._next += 1
+            n = self._next
+        address = f"{self.subnet}.{1 + n // 250}.{1 + n % 250}"
+        veth, dev = f"v{n}", f"x{n}"
+        _ip("-n", self.hub, "link", "add", veth, "type", "veth", "peer", "name", dev, "netns", netns)
+        _ip("-n", self.hub, "link", "set", veth, "master", "br0", "up")
+        _ip("-n", netns, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", dev)
+        _ip("-n", netns, "link", "set", dev, "up")
+        return address
+
     def route_to(self, other: Network) -> None:
         """Route between this network's tasks and ``other``'s (two clusters' pod networks, peered: "flat").
 

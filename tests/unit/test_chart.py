@@ -355,3 +355,20 @@ def test_tls_settings_and_cert_manager_rbac(helm: Helm) -> None:
             "verbs": ["get", "create", "update"],
         }
     ]
+
+
+def test_gateway_values_reach_the_operator(helm: Helm, default: list[dict[str, Any]]) -> None:
+    assert not OperatorSettings.load(plain_env(operator_container(default))).gateway_enabled
+    sets = {
+        "gateway.enabled": True,
+        "gateway.port": 16443,
+        "gateway.replicas": 3,
+        "gateway.serviceType": "NodePort",
+    }
+    settings = OperatorSettings.load(plain_env(operator_container(helm.template(sets=sets))))
+    assert settings.gateway_enabled
+    assert (settings.gateway_port, settings.gateway_replicas, settings.gateway_service_type) == (
+        16443,
+        3,
+        "NodePort",
+    )

@@ -26,10 +26,16 @@ def run(argv: list[str]) -> tuple[int, str, str]:
 BASE = ["link", "mesh", "--peer-name", "a", "--peer-kubeconfig", "/nonexistent", "--cluster-name", "b"]
 
 
-def test_gateway_is_refused_before_touching_a_cluster() -> None:
+def test_gateway_without_its_address_is_refused_before_touching_a_cluster() -> None:
     code, _, err = run([*BASE, "--network", "gateway"])
     assert code == 1
-    assert "--network gateway: not built yet" in err
+    assert "--gateway-address: required with network: gateway" in err
+    code, _, err = run([*BASE, "--network", "gateway", "--gateway-address", "gw.example.com"])
+    assert code == 1
+    assert "is not an IP address" in err
+    code, _, err = run([*BASE, "--gateway-address", "192.0.2.7"])  # flat
+    assert code == 1
+    assert "set only with network: gateway" in err
 
 
 def test_a_cluster_cannot_link_itself_by_name() -> None:

@@ -90,6 +90,15 @@ class Condition(StatusModel):
     """The .metadata.generation the condition was computed from."""
 
 
+class GatewayAddress(StatusModel):
+    """A cluster's gateway Service as seen from its peers: an IP address and a port."""
+
+    model_config = ConfigDict(frozen=True)  # part of an endpoint, which is hashed
+
+    address: Annotated[str, Field(min_length=2, max_length=45)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
 class ServiceRef(StatusModel):
     """A ConnectService by Kubernetes namespace and name."""
 
@@ -129,6 +138,10 @@ class Endpoint(StatusModel):
     tls: bool | None = None
     """The owner serves this endpoint over TLS: clients pinned with it originate TLS 1.3 and verify the
     ConnectNamespace's CA bundle. A client keeps what it pinned (plaintext or TLS) until redeployed."""
+    via: GatewayAddress | None = None
+    """Mirrored from a peer linked with ``network: gateway``: clients' proxies connect to this gateway
+    address instead of the tasks, naming each task in a PROXY protocol v2 header (the peer's
+    ``spec.peers[].gateway``). A client keeps what it pinned until redeployed."""
 
     @property
     def local(self) -> bool:

@@ -26,6 +26,15 @@ class SecretKeyRef(ApiModel):
     key: Annotated[str, Field(min_length=1, max_length=253)] = "kubeconfig"
 
 
+class PeerGateway(ApiModel):
+    """Where this cluster's proxies reach a peer's gateway: an IP address (a LoadBalancer's or a node's)
+    and the port. A DNS name is refused: the proxy dials addresses, and resolving it would be one more
+    thing to keep current."""
+
+    address: Annotated[str, Field(min_length=2, max_length=45)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 15443
+
+
 class PeerCluster(ApiModel):
     """A linked cluster whose ConnectNamespace of the same name shares this one's endpoints."""
 
@@ -36,9 +45,12 @@ class PeerCluster(ApiModel):
     """A kubeconfig for the peer's API server, with a credential that may read the peer's ConnectNamespace
     and EndpointSlices and nothing else (``scctl link`` creates both)."""
     network: Literal["flat", "gateway"] = "flat"
-    """flat: pod IPs are routable between the clusters, clients dial the peer's tasks directly. gateway
-    (pod networks not routable, traffic through one gateway Service per cluster) is not built yet: a peer
-    asking for it is refused (condition PeersSynced, reason GatewayNotSupported), never treated as flat."""
+    """flat: pod IPs are routable between the clusters, clients dial the peer's tasks directly. gateway:
+    pod networks are not routable; clients dial the peer's gateway (``gateway``), which forwards each
+    connection to the task named in its PROXY protocol v2 header."""
+    gateway: PeerGateway | None = None
+    """The peer's gateway Service (its ``gateway.service`` in the chart): required with ``network:
+    gateway``, refused with ``flat``."""
 
 
 class ConnectNamespaceSpec(ApiModel):

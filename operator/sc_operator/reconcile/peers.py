@@ -32,8 +32,18 @@ from sc_operator.peer_mirror import (
     render_mirror_service,
     render_mirror_slices,
 )
-from sc_operator.peers import Outcome, Reached, Refused, Unreached, check_peers, sync, transitions
+from sc_operator.peers import (
+    Outcome,
+    Reached,
+    Refused,
+    Unreached,
+    check_peers,
+    sync,
+    through_gateway,
+    transitions,
+)
 from sc_operator.reconcile.context import Context
+from sc_operator.reconcile.gateway import sync_gateway
 from sc_operator.registry import NamespaceNotFound, Registry
 from sc_operator.render.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, label_value
 
@@ -83,7 +93,8 @@ def sync_peers(ctx: Context, clients: PeerClients, name: str) -> Registry | None
         for type_, reason, message in transitions(before, registry.extra.get("peers") or []):
             ctx.kube.post_event(cns, type_, reason, message)
         mirrors.create_wanted(ctx, cns, _wanted(registry, name, answered), views)
-        return registry
+    sync_gateway(ctx)
+    return registry
 
 
 def _read_peers(
@@ -123,7 +134,8 @@ def _read_peers(
                 "not reachable by DNS here until these Kubernetes namespaces exist in this cluster "
                 f"(the operator does not create namespaces): {', '.join(absent)}"
             )
-        outcomes.append(Reached(cluster, view.endpoints, "; ".join(notes)))
+        endpoints = through_gateway(view.endpoints, peer.gateway if peer.network == "gateway" else None)
+        outcomes.append(Reached(cluster, endpoints, "; ".join(notes)))
     return outcomes, views
 
 

@@ -134,7 +134,7 @@ def task_container(
     return out
 
 
-def _proxy_security_context(uid: int) -> dict[str, Any]:
+def proxy_security_context(uid: int) -> dict[str, Any]:
     # Everything the "restricted" Pod Security Standard asks of a container, so that in the listeners mode
     # (no init container) the proxy never stands between a namespace and that standard.
     return {
@@ -194,7 +194,7 @@ def proxy_container(
             "failureThreshold": 3,
         },
         "resources": resources,
-        "securityContext": _proxy_security_context(settings.proxy_uid),
+        "securityContext": proxy_security_context(settings.proxy_uid),
         "volumeMounts": [_config_mount(), {"name": TMP_VOLUME, "mountPath": "/tmp"}, *(extra_mounts or [])],
     }
     if native_sidecar:

@@ -97,6 +97,9 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
         tls = endpoint_tls(ep, inputs)
         if tls is not None:
             upstream["tls"] = tls
+        if ep.via is not None:
+            # A peer's task behind its gateway (network: gateway): dial the gateway, name the task.
+            upstream["via"] = {"address": ep.via.address, "port": ep.via.port}
         endpoints.append(upstream)
     aliases = [
         {"address": address, "port": port, "endpoint": discovery}

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,8 +37,26 @@ def validate_namespace(obj: Mapping[str, Any]) -> list[Violation]:
 
 def peer_violations(peers: Sequence[Mapping[str, Any]], own_cluster: str | None = None) -> list[Violation]:
     """Rules on ``spec.peers``: each cluster once, not this cluster's own name (when known: the operator's
-    SC_CLUSTER_NAME), and no network shape that is not built (``gateway``)."""
+    SC_CLUSTER_NAME), and a ``gateway`` exactly when the network is ``gateway``."""
     return [v for _, v in refused_peers(peers, own_cluster)]
+
+
+def gateway_problem(network: Any, gateway: Any) -> str | None:
+    """Why a peer's ``gateway`` does not fit its ``network`` (None: it does)."""
+    if network != "gateway":
+        if gateway is not None:
+            return "set only with network: gateway (a flat peer's tasks are dialled directly)"
+        return None
+    if not isinstance(gateway, Mapping) or not gateway.get("address"):
+        return (
+            "required with network: gateway: the peer's gateway Service address and port (the peer's "
+            "chart value gateway.enabled; see docs/operator.md, Linking clusters)"
+        )
+    try:
+        ipaddress.ip_address(str(gateway["address"]))
+    except ValueError:
+        return f"address {gateway['address']!r} is not an IP address (a DNS name is not resolved)"
+    return None
 
 
 def refused_peers(
@@ -72,17 +91,9 @@ def refused_peers(
                     ),
                 )
             )
-        elif peer.get("network", "flat") == "gateway":
-            violations.append(
-                (
-                    name,
-                    Violation(
-                        "peer-network-gateway",
-                        f"{where}.network",
-                        "'gateway' is not built yet: the peer is not linked (use 'flat' where pod IPs are "
-                        "routable between the clusters; see docs/operator.md, Linking clusters)",
-                    ),
-                )
-            )
+        else:
+            problem = gateway_problem(peer.get("network", "flat"), peer.get("gateway"))
+            if problem is not None:
+                violations.append((name, Violation("peer-gateway", f"{where}.gateway", problem)))
         seen.add(name)
     return violations

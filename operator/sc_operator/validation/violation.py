@@ -43,7 +43,8 @@ RULES: dict[str, str] = {
     "awsvpc-host-port": "in awsvpc mode hostPort must be left out or equal the containerPort",
     "peer-duplicate": "a ConnectNamespace lists the same linked cluster twice in spec.peers",
     "peer-own-name": "a linked cluster named like this cluster (the operator's SC_CLUSTER_NAME)",
-    "peer-network-gateway": "spec.peers[].network: gateway is not built yet (flat only)",
+    "peer-gateway": "spec.peers[].gateway: required (an IP address and port) with network gateway, refused "
+    "with flat",
     "imported-service-connect": "a service imported with Service Connect enabled must keep its "
     "serviceConnectConfiguration",
     "tcp-per-request-timeout": "perRequestTimeoutSeconds applies only to appProtocol http, http2 or grpc",

@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
 from sc_proxy.cluster import Cluster, Host
+from sc_proxy.config import Via
 from sc_proxy.http1.parse import ResponseEvent, ResponseReader
 from sc_proxy.tls import ClientTls, dial
 
@@ -140,6 +141,7 @@ class Pool:
         "idle_timeout",
         "max_idle_per_host",
         "tls",
+        "via",
     )
 
     def __init__(
@@ -149,9 +151,11 @@ class Pool:
         connect_timeout: float,
         max_idle_per_host: int = MAX_IDLE_PER_HOST,
         tls: ClientTls | None = None,
+        via: Via | None = None,
     ) -> None:
         self.cluster = cluster
         self.tls = tls
+        self.via = via
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.max_idle_per_host = max_idle_per_host
@@ -218,10 +222,12 @@ class Pool:
         loop = asyncio.get_running_loop()
         conn = UpstreamConn(self, host)
         factory: Callable[[], UpstreamConn] = lambda: conn  # noqa: E731
-        await dial(loop, factory, host.address, host.port, self.tls, "http/1.1", self.connect_timeout)
+        await dial(
+            loop, factory, host.address, host.port, self.tls, "http/1.1", self.connect_timeout, self.via
+        )
         return conn
 
 
 def new_pool(route: Route) -> Pool:
     """The HTTP/1.1 pool of ``route`` (for :func:`sc_proxy.pools.pool_for`)."""
-    return Pool(route.cluster, route.idle_timeout, route.connect_timeout, tls=route.tls)
+    return Pool(route.cluster, route.idle_timeout, route.connect_timeout, tls=route.tls, via=route.via)

@@ -110,7 +110,9 @@ class UpstreamConnection(H2Side):
         route = self.pool.route
         try:
             h = self.host
-            await dial(self.loop, lambda: self, h.address, h.port, route.tls, "h2", route.connect_timeout)
+            await dial(
+                self.loop, lambda: self, h.address, h.port, route.tls, "h2", route.connect_timeout, route.via
+            )
         except ssl.SSLError as exc:
             # A failed handshake is a failed connection: retried elsewhere, reported to outlier detection.
             route.stats.tls_errors.inc()

@@ -29,6 +29,7 @@ from sc_operator.kube import (
     CONNECT_DEPLOYMENTS,
     CONNECT_NAMESPACES,
     CONNECT_SERVICES,
+    DEPLOYMENTS,
     EVENTS,
     NAMESPACES,
     PODS,
@@ -145,6 +146,8 @@ def _start(name: str, assets: Path, tmp: Path, controllers: bool, as_chart: bool
         CONNECT_NAMESPACES, {"apiVersion": API_VERSION, "kind": "ConnectNamespace", "metadata": {"name": CNS}}
     )
     op_env = {"SC_CLUSTER_NAME": name, "SERVICECONNECT_PEER_SYNC_SECONDS": "1"}
+    if name == "a":
+        op_env["SC_GATEWAY_ENABLED"] = "true"  # A runs a gateway (an operator as admin: no chart RBAC)
     if as_chart:
         op_env["KUBECONFIG"] = str(chart_account(kube, api.url, api.certs.ca_cert, tmp))
     op = OperatorProcess(api, tmp / f"operator-{name}", env=op_env)
@@ -396,8 +399,10 @@ def test_one_namespace_across_two_clusters(clusters: tuple[Cluster, Cluster]) ->
     assert info.value.status in (401, 403)
 
 
-def test_gateway_is_refused_not_treated_as_flat(clusters: tuple[Cluster, Cluster]) -> None:
-    _, b = clusters
+def test_gateway_links_need_the_gateway_address_and_a_cluster_runs_its_gateway(
+    clusters: tuple[Cluster, Cluster],
+) -> None:
+    a, b = clusters
     code = cli.main(
         [
             "link",
@@ -437,7 +442,32 @@ def test_gateway_is_refused_not_treated_as_flat(clusters: tuple[Cluster, Cluster
             return cond if cond is not None and cond["reason"] == "PeerRefused" else None
 
         cond = wait_for("the gateway peer refused", refused)
-        assert "spec.peers[0].network" in cond["message"]
-        assert "not built yet" in cond["message"]
+        assert "spec.peers[0].gateway" in cond["message"]
+        assert "required with network: gateway" in cond["message"]
     finally:
         b.kube.patch(CONNECT_NAMESPACES, CNS, {"spec": {"peers": None}})
+
+    # A runs its gateway (SC_GATEWAY_ENABLED): admitting the tasks of A's own endpoints in its linked
+    # ConnectNamespace, found through their headless Services; never what A mirrored.
+    link(a, b)
+    a.kube.create(CONNECT_SERVICES, service_body("gwweb", NS, CNS), NS)
+    wait_for("gwweb accepted in A", lambda: is_accepted(a, "gwweb"))
+    headless = f"{headless_service_name('gwweb', CNS)}.{NS}.svc."
+
+    def gateway_config() -> dict[str, Any] | None:
+        cm = a.kube.get_or_none(CONFIGMAPS, "sc-gateway", "default")
+        doc = json.loads(cm["data"]["proxy.json"]) if cm else None
+        return doc if doc and headless in json.dumps(doc["gateway"]["allow"]) else None
+
+    doc = wait_for("A's gateway admitting gwweb", gateway_config)
+    assert all(not e["dns"]["name"].startswith("sc-web-") for e in doc["gateway"]["allow"])  # B's client
+
+    def rolled() -> bool:  # the ConfigMap is written first, the Deployment right after
+        deployment = a.kube.get(DEPLOYMENTS, "sc-gateway", "default")
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        return bool(annotations["serviceconnect.dev/gateway-config"] == doc["version"])
+
+    wait_for("the gateway Deployment running that configuration", rolled)
+    service = a.kube.get(SERVICES, "sc-gateway", "default")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"][0]["port"] == 15443

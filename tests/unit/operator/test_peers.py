@@ -3,6 +3,7 @@ with an injected clock, unlinking, and the mirrored discovery objects."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -189,7 +190,7 @@ def test_refused_peers_lose_their_endpoints() -> None:
     reg = sync(Registry(), [Reached("a", (remote(WEB, "web"),))], T0)
     assert reg is not None
     refused = sync(
-        reg, [Refused("a", "PeerRefused", "spec.peers[0].network: 'gateway' is not built yet")], T0
+        reg, [Refused("a", "PeerRefused", "spec.peers[0].gateway: required with network: gateway")], T0
     )
     assert refused is not None
     assert refused.endpoints == ()
@@ -209,8 +210,8 @@ def test_check_peers_rules() -> None:
         ],
     )
     assert "SC_CLUSTER_NAME" in found["b"]
-    assert "spec.peers[1].network" in found["a"]
-    assert "not built" in found["a"]
+    assert "spec.peers[1].gateway" in found["a"]
+    assert "required with network: gateway" in found["a"]
     assert "listed twice" in found["c"]
     assert summary([])[1] == "NoPeers"
 
@@ -278,20 +279,52 @@ def test_the_same_peer_rules_at_admission_and_in_scctl_validate() -> None:
                 {"cluster": "a", "kubeconfigSecret": secret, "network": "gateway"},
                 {"cluster": "c", "kubeconfigSecret": secret},
                 {"cluster": "c", "kubeconfigSecret": secret},
+                {"cluster": "d", "kubeconfigSecret": secret, "gateway": {"address": "192.0.2.7"}},
+                {
+                    "cluster": "e",
+                    "kubeconfigSecret": secret,
+                    "network": "gateway",
+                    "gateway": {"address": "gw"},
+                },
             ]
         },
     }
     violations = validate_namespace(obj)
     assert [(v.rule, v.field) for v in violations] == [
-        ("peer-network-gateway", "spec.peers[0].network"),
+        ("peer-gateway", "spec.peers[0].gateway"),
         ("peer-duplicate", "spec.peers[2].cluster"),
+        ("peer-gateway", "spec.peers[3].gateway"),
+        ("peer-gateway", "spec.peers[4].gateway"),
     ]
     verdict = review_connect_namespace(obj)
     assert not verdict.allowed
-    assert "[peer-network-gateway]" in verdict.message
+    assert "[peer-gateway]" in verdict.message
     flat = {"metadata": {"name": "mesh"}, "spec": {"peers": [{"cluster": "a", "kubeconfigSecret": secret}]}}
     assert validate_namespace(flat) == []
     assert review_connect_namespace(flat).allowed
+    gw = {
+        "cluster": "a",
+        "kubeconfigSecret": secret,
+        "network": "gateway",
+        "gateway": {"address": "192.0.2.7"},
+    }
+    linked = {"metadata": {"name": "mesh"}, "spec": {"peers": [gw]}}
+    assert validate_namespace(linked) == []
+    assert review_connect_namespace(linked).allowed
+
+
+def test_a_gateway_peers_endpoints_carry_its_address_into_the_clients_proxy_config() -> None:
+    from sc_operator.api.namespace import PeerGateway
+    from sc_operator.peers import through_gateway
+
+    [stamped] = through_gateway((remote(WEB, "web"),), PeerGateway(address="192.0.2.7", port=15443))
+    assert stamped.via is not None
+    assert (stamped.via.address, stamped.via.port) == ("192.0.2.7", 15443)
+    reg = sync(Registry(), [Reached("a", (stamped,))], T0)
+    assert reg is not None
+    assert reg.to_status()["endpoints"][0]["via"] == {"address": "192.0.2.7", "port": 15443}
+    [flat] = through_gateway((stamped,), None)  # relinked flat: dialled directly again
+    assert flat.via is None
 
 
 def test_events_say_each_change_once() -> None:
@@ -316,3 +349,89 @@ def test_events_say_each_change_once() -> None:
     clash = sync(local, [Reached("a", (remote(WEB, "web"), remote(WEB, "api")))], T0 + timedelta(minutes=3))
     assert clash is not None
     assert [r for _, r, _ in transitions(back.extra["peers"], clash.extra["peers"])] == ["NameConflict"]
+
+
+def test_the_client_proxy_config_dials_a_gateway_peers_tasks_through_its_gateway() -> None:
+    import json
+
+    from sc_operator.render import render_children
+    from support.render import client_inputs, endpoint
+
+    behind = {
+        **endpoint("nginx", "nginx", 80, "http", "nginx", port_name="nginx"),
+        "cluster": "a",
+        "via": {"address": "192.0.2.7", "port": 15443},
+    }
+    flat = {**endpoint("redis", "redis", 6379, None, "cache"), "cluster": "c"}
+    children = render_children(client_inputs(endpoints=[behind, flat]))
+    doc = json.loads(children.config_map["data"]["proxy.json"])
+    endpoints = {e["name"]: e for e in doc["endpoints"]}
+    assert endpoints["nginx"]["via"] == {"address": "192.0.2.7", "port": 15443}
+    # Discovery stays the mirror Service: the tasks' own addresses, which the header names.
+    assert "dns" in endpoints["nginx"]["discovery"]
+    assert "via" not in endpoints["redis"]
+
+
+def test_the_gateway_exposes_only_local_endpoints_of_linked_namespaces() -> None:
+    from sc_operator.render.gateway import gateway_config_document
+    from sc_operator.settings import OperatorSettings
+    from sc_proxy.config import parse_config
+
+    settings = OperatorSettings(cluster_name="a", dns_resolver="10.0.0.10")
+    local = Endpoint(discovery_name="web", dns_name="web", port=80, app_protocol="http", service=WEB)
+    doc = gateway_config_document([("mesh", [local, remote(WEB, "other", "c")])], settings)
+    [entry] = doc["gateway"]["allow"]
+    name = headless_service_name("web", "mesh")
+    assert entry == {
+        "dns": {
+            "name": f"{name}.shop.svc.cluster.local",
+            "srvName": f"_sc-http._tcp.{name}.shop.svc.cluster.local",
+            "resolver": "10.0.0.10",
+        }
+    }
+    assert parse_config(doc).gateway is not None  # the proxy accepts what the operator renders
+    # Nothing local to expose: the gateway routes nowhere.
+    assert (
+        gateway_config_document([("mesh", [remote(WEB, "other", "c")])], settings)["gateway"]["allow"] == []
+    )
+
+
+def test_the_gateway_objects_are_valid_and_roll_when_what_it_admits_changes() -> None:
+    from sc_operator.reconcile.gateway import linked_endpoints
+    from sc_operator.render.gateway import CONFIG_VERSION_ANNOTATION, gateway_config_document, gateway_objects
+    from sc_operator.settings import OperatorSettings
+    from support.render import k8s_validate
+
+    settings = OperatorSettings(gateway_enabled=True, gateway_service_type="NodePort", gateway_replicas=3)
+    web = Endpoint(discovery_name="web", dns_name="web", port=80, app_protocol="http", service=WEB)
+    api = Endpoint(discovery_name="api", dns_name="api", port=80, service=API)
+    cns = [
+        {"metadata": {"name": "mesh"}, "spec": {"peers": [{"cluster": "b"}]},
+         "status": {"endpoints": [web.model_dump(mode="json", by_alias=True, exclude_none=True)]}},
+        {"metadata": {"name": "private"},  # no peers: never exposed
+         "status": {"endpoints": [api.model_dump(mode="json", by_alias=True, exclude_none=True)]}},
+    ]  # fmt: skip
+    linked = linked_endpoints(cns)
+    assert [name for name, _ in linked] == ["mesh"]
+    doc = gateway_config_document(linked, settings)
+    config_map, deployment, service = gateway_objects(doc, "serviceconnect-system", settings)
+    for obj in (config_map, deployment, service):
+        k8s_validate(obj)
+        assert obj["metadata"]["namespace"] == "serviceconnect-system"
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"][0]["port"] == 15443
+    assert deployment["spec"]["replicas"] == 3
+    template = deployment["spec"]["template"]
+    assert template["spec"]["automountServiceAccountToken"] is False
+    version = template["metadata"]["annotations"][CONFIG_VERSION_ANNOTATION]
+    assert json.loads(config_map["data"]["proxy.json"])["version"] == version
+    # Another service registered in the linked namespace: a new version, so the gateways roll.
+    more = gateway_config_document([("mesh", [web, api])], settings)
+    assert more["version"] != version
+    assert gateway_config_document(linked, settings)["version"] == version  # stable otherwise
+    # Nothing linked: a gateway that routes nowhere (the proxy accepts it).
+    from sc_proxy.config import parse_config
+
+    empty = gateway_config_document([], settings)
+    assert empty["gateway"]["allow"] == []
+    assert parse_config(empty).gateway is not None
