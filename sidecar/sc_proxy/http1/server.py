@@ -539,6 +539,14 @@ class Http1Connection(asyncio.Protocol):
                 self._retry_or_fail(ex, host, 503)
             return
         conn = task.result()
+        if conn.closed:
+            # Closed before anything was written: the task, or a gateway in front of it that could not
+            # reach it, hung up. A failed connection like any other (writing to it would wait forever).
+            self.stats.connect_failures.inc()
+            self.cluster.report_failure(host)
+            if ex is self.current and not ex.response_done and not self.closing:
+                self._retry_or_fail(ex, host, 503)
+            return
         if ex is not self.current or ex.response_done or self.closing:
             self.pool.put(conn)  # fresh and idle: keep it for the next request
             return
