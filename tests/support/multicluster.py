@@ -3,6 +3,7 @@ multi-cluster whole-path tests (issue 13)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from support.crds import crd_documents, wait_established
 from support.envtest import EnvTest, Unavailable
 from support.gate import unavailable
 from support.operator import OperatorProcess, wait_for
-from support.tasks import Network
+from support.tasks import Network, missing_prerequisites
 
 CNS = "mesh"
 NS = "shop"
@@ -73,6 +74,27 @@ def stop_cluster(c: Cluster) -> None:
     c.operator.stop()
     c.env.stop()
     c.network.close()
+
+
+def two_clusters(assets: Path, tmp: Path, routed: bool) -> Iterator[tuple[Cluster, Cluster]]:
+    """Clusters ``a`` (198.18/16) and ``b`` (198.19/16), their pod networks routed to each other or not,
+    stopped when the generator closes (for module fixtures)."""
+    reason = missing_prerequisites()
+    if reason:
+        unavailable(f"whole-path tests: {reason}")
+    a = start_cluster("a", "198.18", assets, tmp)
+    try:
+        b = start_cluster("b", "198.19", assets, tmp)
+    except BaseException:
+        stop_cluster(a)
+        raise
+    try:
+        if routed:
+            a.network.route_to(b.network)
+        yield a, b
+    finally:
+        stop_cluster(b)
+        stop_cluster(a)
 
 
 def bind_pods(c: Cluster, service: str, count: int) -> None:

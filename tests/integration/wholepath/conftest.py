@@ -22,7 +22,7 @@ import pytest
 from sc_operator.kube import Kube
 from support.envtest import KubeAPI
 from support.gate import unavailable
-from support.operator import OperatorProcess
+from support.operator import OperatorProcess, running_operator
 from support.tasks import Harness, Network, missing_prerequisites
 
 pytestmark = pytest.mark.netns
@@ -48,17 +48,9 @@ def wp_operator(
     wp_network: Network,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube_api, tmp_path_factory.mktemp("operator"), wp_network)
-
-
-def run_operator(kube_api: KubeAPI, workdir: Path, network: Network, **env: str) -> Iterator[OperatorProcess]:
-    """The operator resolving through the harness's DNS, with extra settings ``env``, until closed."""
-    op = OperatorProcess(kube_api, workdir, env={"SC_DNS_RESOLVER": network.resolver, **env})
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+    yield from running_operator(
+        kube_api, tmp_path_factory.mktemp("operator"), SC_DNS_RESOLVER=wp_network.resolver
+    )
 
 
 @pytest.fixture

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from sc_operator import cli
-from support.gate import unavailable
-from support.multicluster import CNS, LINKS, NS, Cluster, bind_pods, start_cluster, stop_cluster
+from support.multicluster import CNS, LINKS, NS, Cluster, bind_pods, two_clusters
 from support.operator import wait_for
-from support.tasks import Harness, apply_accepted, connect_service, missing_prerequisites
+from support.tasks import Harness, apply_accepted, connect_service
 
 pytestmark = pytest.mark.netns
 
@@ -30,22 +29,7 @@ pytestmark = pytest.mark.netns
 def clusters(
     envtest_assets: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Cluster, Cluster]]:
-    reason = missing_prerequisites()
-    if reason:
-        unavailable(f"whole-path tests: {reason}")
-    tmp = tmp_path_factory.mktemp("wp-multicluster")
-    a = start_cluster("a", "198.18", envtest_assets, tmp)
-    try:
-        b = start_cluster("b", "198.19", envtest_assets, tmp)
-    except BaseException:
-        stop_cluster(a)
-        raise
-    try:
-        a.network.route_to(b.network)
-        yield a, b
-    finally:
-        stop_cluster(b)
-        stop_cluster(a)
+    yield from two_clusters(envtest_assets, tmp_path_factory.mktemp("wp-multicluster"), routed=True)
 
 
 def test_client_in_b_reaches_nginx_in_a_over_a_flat_network(

@@ -30,8 +30,7 @@ from sc_operator.kube import CONNECT_NAMESPACES
 from sc_operator.render.gateway import gateway_config_document
 from sc_operator.settings import OperatorSettings
 from sc_proxy import proxyproto
-from support.gate import unavailable
-from support.multicluster import CNS, LINKS, NS, Cluster, bind_pods, start_cluster, stop_cluster
+from support.multicluster import CNS, LINKS, NS, Cluster, bind_pods, two_clusters
 from support.operator import wait_for
 from support.proxy import parse_metrics
 from support.tasks import (
@@ -41,7 +40,6 @@ from support.tasks import (
     connect_service,
     http_get,
     in_netns,
-    missing_prerequisites,
 )
 
 pytestmark = pytest.mark.netns
@@ -53,21 +51,7 @@ GATEWAY_PORT = 15443  # the chart's gateway.port default
 def clusters(
     envtest_assets: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Cluster, Cluster]]:
-    reason = missing_prerequisites()
-    if reason:
-        unavailable(f"whole-path tests: {reason}")
-    tmp = tmp_path_factory.mktemp("wp-multicluster-gw")
-    a = start_cluster("a", "198.18", envtest_assets, tmp)
-    try:
-        b = start_cluster("b", "198.19", envtest_assets, tmp)
-    except BaseException:
-        stop_cluster(a)
-        raise
-    try:
-        yield a, b  # never routed to each other
-    finally:
-        stop_cluster(b)
-        stop_cluster(a)
+    yield from two_clusters(envtest_assets, tmp_path_factory.mktemp("wp-multicluster-gw"), routed=False)
 
 
 class Gateway:
