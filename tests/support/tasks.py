@@ -130,6 +130,8 @@ SERVICE_LABEL = "serviceconnect.dev/service"
 CONFIG_VOLUME = "sc-proxy-config"
 #: Where the proxy's Secret and ConfigMap volumes are mounted (see the module docstring).
 VOLUME_ROOT = "/var/run/serviceconnect"
+#: Where the ServiceAccount admission plugin mounts the pod's API token (a Secret volume before 1.21).
+SERVICE_ACCOUNT_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 SECRETS = Resource("", "v1", "secrets")
 PROXY_CONTAINER = "sc-proxy"
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
@@ -717,11 +719,14 @@ class Harness:
         for a volume's object to exist (the operator writes the leaf Secret before the Deployment, but a
         CA bundle copy may follow)."""
         volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
-        # Other volumes (the emptyDir at /tmp) stay the host's: tasks share it harmlessly.
+        # Other volumes (the emptyDir at /tmp) stay the host's: tasks share it harmlessly. So does the
+        # ServiceAccount token that older API servers' admission mounts as a Secret: nothing here reads it.
         mounts = [
             m
             for m in container.get("volumeMounts") or []
-            if m["name"] != CONFIG_VOLUME and {"secret", "configMap"} & volumes[m["name"]].keys()
+            if m["name"] != CONFIG_VOLUME
+            and m["mountPath"].rstrip("/") != SERVICE_ACCOUNT_TOKEN_PATH
+            and {"secret", "configMap"} & volumes[m["name"]].keys()
         ]
         if not mounts:
             return None
