@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from support.meshtls import Pki, Tap
 from support.proxy import ProxyProcess, TcpUpstream, free_port
 
 
@@ -51,3 +52,24 @@ def upstreams() -> Iterator[Callable[..., list[TcpUpstream]]]:
     yield make
     for up in made:
         up.close()
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A mesh CA with server and client certificates (TLS tests)."""
+    return Pki(tmp_path)
+
+
+@pytest.fixture
+def tap_to() -> Iterator[Callable[[int], Tap]]:
+    """Byte taps in front of a port: what crosses between two proxies (TLS tests)."""
+    taps: list[Tap] = []
+
+    def make(port: int) -> Tap:
+        tap = Tap(("127.0.0.1", port))
+        taps.append(tap)
+        return tap
+
+    yield make
+    for tap in taps:
+        tap.close()

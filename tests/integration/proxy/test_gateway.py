@@ -9,7 +9,7 @@ Addresses: loopback only; the app on 127.0.0.2+, client aliases on 127.255.0.x.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +18,11 @@ import pytest
 
 from sc_proxy import proxyproto
 from support.http1env import VIP, http_endpoint, proxy_config, start_upstreams
-from support.meshtls import IDENTITY, NAME, Pki, Tap
+from support.meshtls import IDENTITY, NAME, Pki
 from support.procs import free_port
 from support.proxy import ProxyProcess, wait_for
 
 Start = Callable[..., ProxyProcess]
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
-
-
-@pytest.fixture
-def tap_to() -> Iterator[Callable[[int], Tap]]:
-    taps: list[Tap] = []
-
-    def make(port: int) -> Tap:
-        tap = Tap(("127.0.0.1", port))
-        taps.append(tap)
-        return tap
-
-    yield make
-    for tap in taps:
-        tap.close()
 
 
 def gateway_proxy(start: Start, allow: list[tuple[str, int]]) -> tuple[ProxyProcess, int]:

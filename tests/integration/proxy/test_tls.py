@@ -12,7 +12,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,6 @@ from support.procs import free_port
 from support.proxy import ProxyProcess, TcpUpstream, wait_for
 
 Start = Callable[..., ProxyProcess]
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
 
 
 def server_proxy(
@@ -169,20 +164,6 @@ def test_tls12_and_plaintext_are_refused_and_counted(start_proxy: Start, pki: Pk
 
 
 # -- two proxies: every protocol over TLS, and only TLS on the wire -----------------------------------------
-
-
-@pytest.fixture
-def tap_to() -> Iterator[Callable[[int], Tap]]:
-    taps: list[Tap] = []
-
-    def make(port: int) -> Tap:
-        tap = Tap(("127.0.0.1", port))
-        taps.append(tap)
-        return tap
-
-    yield make
-    for tap in taps:
-        tap.close()
 
 
 def test_http1_between_proxies_is_tls_only(start_proxy: Start, pki: Pki, tmp_path: Path, tap_to: Any) -> None:
