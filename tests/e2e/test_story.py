@@ -605,22 +605,19 @@ def test_pod_deletion_stops_the_app_before_its_proxy(
     )
     try:
         wait_for("the load client streaming", lambda: len(_load_lines(_logs(kubectl, load))) >= 5, timeout=60)
-        t_delete = time.time()
-        kubectl("delete", "pod", load, "-n", NS, "--wait=false")
         finished: dict[str, str] = {}
-
-        def gone() -> bool:
-            proc = kubectl.run("get", "pod", load, "-n", NS, "-o", "json", check=False)
-            if proc.returncode != 0:
-                return True
-            status = json.loads(proc.stdout)["status"]
+        with kubectl.watch("pod", load, "-n", NS) as watch:
+            t_delete = time.time()
+            kubectl("delete", "pod", load, "-n", NS, "--wait=false")
+            events = watch.wait_for(
+                "the deleted load pod to go", lambda evs: any(t == "DELETED" for t, _ in evs), timeout=120
+            )
+        for _, obj in events:
+            status = obj.get("status", {})
             for s in status.get("containerStatuses", []) + status.get("initContainerStatuses", []):
                 term = s.get("state", {}).get("terminated")
                 if term and s["name"] not in finished:
                     finished[s["name"]] = term["finishedAt"]
-            return False
-
-        wait_for("the deleted load pod to go", gone, timeout=120, step=0.25)
         out, _ = stream.communicate(timeout=60)
     finally:
         if stream.poll() is None:
