@@ -64,6 +64,11 @@ class OperatorSettings(BaseModel):
     proxy_sizing: ProxySizing = ProxySizing()
     #: Kubernetes ``resources`` for every proxy, replacing the sizing rules (a service's own override wins).
     proxy_resources: dict[str, dict[str, str]] | None = None
+    #: ``lingerSeconds`` of every proxy that serves endpoints: after SIGTERM it stays up this long with its
+    #: listeners closed, so callers that still list the task are refused (and retry another at once)
+    #: instead of dialling an address that is gone. The default covers how long callers take to drop a
+    #: stopping task: the cluster DNS TTL (5 s) plus the proxies' re-resolution interval (5 s), plus margin.
+    proxy_linger_seconds: float = Field(default=12.0, ge=0, le=300)
     interception: Interception = "redirect"
     cluster_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
     #: The ``ClusterName`` label on every proxy metric (ECS's dimension; Kubernetes has no cluster name an

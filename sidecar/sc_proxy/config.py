@@ -480,6 +480,10 @@ class ProxyConfig(_Model):
     ingress: list[Ingress] = []
     access_log: AccessLogConfig | None = None
     drain_seconds: float = Field(default=20.0, ge=0, le=3600)
+    #: After SIGTERM, keep the process (and so the pod's address) up at least this long, listeners closed:
+    #: a caller that still lists this task is refused at once and retries another, where a vanished
+    #: address would leave its connection attempt hanging. 0: exit as soon as the drain is done.
+    linger_seconds: float = Field(default=0.0, ge=0, le=300)
     limits: Limits = Limits()
     gateway: GatewayConfig | None = None
 

@@ -7,7 +7,9 @@
 
 An invalid file is refused before anything is bound (exit 2, one line per bad field). SIGTERM or SIGINT
 drains: ``/ready`` turns 503, listeners stop accepting, connections finish their in-flight request (up to
-``drainSeconds``), idle keep-alive connections close, the rest is aborted, exit 0.
+``drainSeconds``), idle keep-alive connections close, the rest is aborted; then, if ``lingerSeconds`` have
+not passed since the signal, the process waits out the rest (its address keeps refusing, rather than
+vanishing, while callers drop it from their endpoint lists); exit 0.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ async def serve(config: ProxyConfig, started: float) -> int:
         len(listeners.servers),
     )
     await stop.wait()
+    stopped = time.monotonic()
 
     # Drain: out of Services first, then no new connections, then let in-flight work finish.
     state.draining = True
@@ -114,6 +117,10 @@ async def serve(config: ProxyConfig, started: float) -> int:
         plan.lifecycle.abort_all()
     for source in plan.sources:
         await source.close()
+    linger = config.linger_seconds - (time.monotonic() - stopped)
+    if linger > 0:
+        log.info("drained; refusing connections for %.1f s more (lingerSeconds) before exiting", linger)
+        await asyncio.sleep(linger)
     close_all(admin)
     log.info("drained; exiting")
     return 0

@@ -499,9 +499,11 @@ def _ts(stamp: str) -> float:
 def test_rolling_update_and_scale_in_while_a_client_streams(
     load: str, kubectl: Kubectl, report: dict[str, Any]
 ) -> None:
-    """Figures, not a bar: requests lost, and how long new tasks wait for traffic and terminated ones
-    keep receiving it, while the server rolls to a new task definition and then scales in (3 -> 1).
-    The rollout uses ECS's defaults for a service (minimumHealthyPercent 100, maximumPercent 200)."""
+    """While the server rolls to a new task definition and then scales in (3 -> 1): figures for the
+    rollout (requests lost, how long new tasks wait for traffic and terminated ones keep receiving it),
+    and a bar for the scale-in: the client knows the remaining task, and the stopping ones keep refusing
+    (lingerSeconds) until it drops them, so no request may fail. The rollout uses ECS's defaults for a
+    service (minimumHealthyPercent 100, maximumPercent 200)."""
     wait_for("the load client streaming", lambda: len(_load_lines(_logs(kubectl, load))) >= 20, timeout=60)
     old = {p["metadata"]["name"] for p in pods(kubectl, NGINX)}
     t0 = time.time()
@@ -586,6 +588,7 @@ def test_rolling_update_and_scale_in_while_a_client_streams(
     print(json.dumps(report, indent=2))
     assert len(lines) >= 20, "the load client did not stream"
     assert new_wait, f"no new task received traffic: {seen}, {sorted(first_served)}"
+    assert not [ln for ln in scale if ln[1] != "200"], f"requests failed during the scale-in: {scale}"
 
 
 def _logs(kubectl: Kubectl, pod: str) -> str:

@@ -144,6 +144,9 @@ def proxy_config_document(inputs: RenderInputs, plan: PortPlan | None = None) ->
         "aliases": aliases,
         "ingress": ingress,
     }
+    if ingress and settings.proxy_linger_seconds:
+        # Callers dial this task's address until their next re-resolution: keep it refusing till then.
+        doc["lingerSeconds"] = float(settings.proxy_linger_seconds)
     if aliases:
         if inputs.interception == "redirect":
             doc["egress"] = {"mode": "redirect", "address": "127.0.0.1", "port": plan.egress}

@@ -83,3 +83,40 @@ def test_drain_time_bounds_the_wait(admin_port: int, start_proxy: Start, upstrea
             assert s.recv(10) == b""
     assert 0.9 < waited < 4
     assert "drain time over: aborting 1 connections" in proxy.output()
+
+
+def test_a_server_proxy_keeps_refusing_for_its_linger_time(
+    admin_port: int, start_proxy: Start, upstreams: Ups
+) -> None:
+    """lingerSeconds: after SIGTERM the ingress port refuses at once (a caller retries another task) while the
+    process, and so the pod's address, stays up that long; a vanished address would leave callers hanging."""
+    (app,) = upstreams(("app", "127.0.0.2"))
+    port = free_port("127.0.0.1")
+    proxy = start_proxy(
+        {
+            "version": "linger-test",
+            "admin": {"address": "127.0.0.1", "port": admin_port},
+            "ingress": [
+                {"discoveryName": "app", "address": "127.0.0.1", "port": port, "appAddress": app.host,
+                 "appPort": app.port}
+            ],
+            "lingerSeconds": 2,
+        }
+    )  # fmt: skip
+    assert proxy.popen is not None
+    t0 = time.monotonic()
+    proxy.popen.send_signal(signal.SIGTERM)
+    wait_for("/ready to turn 503", lambda: proxy.get("/ready")[0] == 503)
+    wait_for("the linger to begin", lambda: "lingerSeconds" in proxy.output())
+    refused = time.monotonic()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        pass
+    else:
+        raise AssertionError("still accepting while lingering")
+    assert time.monotonic() - refused < 0.5  # refused, not left waiting
+    assert proxy.alive()
+    assert proxy.popen.wait(10) == 0
+    assert 1.9 < time.monotonic() - t0 < 5
+    assert "drained; exiting" in proxy.output()

@@ -108,6 +108,17 @@ def test_client_only_config_has_no_ingress() -> None:
     assert [a.endpoint for a in config.aliases] == ["nginx"]
 
 
+def test_a_server_proxy_lingers_after_sigterm_and_a_client_only_one_does_not() -> None:
+    """Callers keep dialling a stopping server task until they re-resolve: its proxy keeps the address
+    refusing for the setting's time. Nobody dials a client-only task: it exits as soon as it is idle."""
+    assert render_proxy_config(make_inputs()).linger_seconds == 12.0
+    assert render_proxy_config(client_inputs()).linger_seconds == 0.0
+    settings = OperatorSettings(proxy_linger_seconds=3)
+    assert render_proxy_config(make_inputs(settings=settings)).linger_seconds == 3.0
+    off = OperatorSettings(proxy_linger_seconds=0)
+    assert render_proxy_config(make_inputs(settings=off)).linger_seconds == 0
+
+
 def test_endpoints_are_found_in_their_owners_namespace_with_the_settings_domain_and_resolver() -> None:
     settings = OperatorSettings(cluster_domain="k8s.example", dns_resolver="10.96.0.10")
     eps = [endpoint("db", "db.shop", 5432, None, "postgres", ns="data"), NGINX_ENDPOINT]
