@@ -53,6 +53,9 @@ class OperatorProcess:
             **api.env(),
             "SERVICECONNECT_RESYNC_SECONDS": "3",
             "SERVICECONNECT_PROGRESS_DEADLINE_SECONDS": "600",
+            # Whole-path tests stop many server tasks, each would stay up 12 s; what the linger is for is
+            # shown on the real node (tests/e2e) and in tests/integration/proxy/test_lifecycle.py.
+            "SC_PROXY_LINGER_SECONDS": "0",
             **(env or {}),
         }
         self.proc: Proc | None = None
