@@ -206,6 +206,16 @@ class TwoHop:
     def pids(self) -> dict[str, int]:
         return {"client": self.client.proc.pid, "server": self.server.proc.pid}
 
+    def ready_targets(self, limit_ms: float = 300.0) -> list[bench_stats.Target]:
+        return [
+            bench_stats.Target(f"start to ready, {hop} sc-proxy", started.ready_ms, limit_ms, False, "ms")
+            for hop, started in (("client", self.client), ("server", self.server))
+        ]
+
+    def ready_line(self) -> str:
+        client, server = self.client.ready_ms, self.server.ready_ms
+        return f"sc-proxy start to ready: client {client:.0f} ms, server {server:.0f} ms"
+
 
 def start_two_hop(
     procs: Procs, name: str, app_port: int, protocol: str, tls: bench_tls.TlsFiles | None = None

@@ -105,6 +105,22 @@ def cpu_us_per_request(
     return {label: (after[label] - before[label]) / requests * 1e6 for label in before}
 
 
+HOPS = ("client", "server")
+
+
+def per_hop(run: Mapping[str, float]) -> float:
+    """Mean CPU per request (us) over the hops a run measured (``cpu_us_client``, ``cpu_us_server``)."""
+    hops = [run[f"cpu_us_{hop}"] for hop in HOPS if f"cpu_us_{hop}" in run]
+    return sum(hops) / len(hops) if hops else math.nan
+
+
+def cpu_columns(run: Mapping[str, float], width: int = 8) -> str:
+    """The client and server CPU-per-request columns of a table row, ``-`` for a hop the path lacks."""
+    return "".join(
+        f"{run[f'cpu_us_{hop}']:>{width}.0f}" if f"cpu_us_{hop}" in run else f"{'-':>{width}}" for hop in HOPS
+    )
+
+
 @dataclass(frozen=True)
 class Target:
     """One line of an issue's targets: ``value`` must be ``at_least`` or at most ``limit``."""
