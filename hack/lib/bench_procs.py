@@ -23,25 +23,21 @@ import bench_stats
 import bench_tls
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+# The tests' helpers (standard library only); free_port is part of this module's interface too.
+from support.procs import free_port as free_port  # noqa: E402
+from support.procs import wait_until  # noqa: E402
+
 VIP = "127.255.0.1"  # the client sc-proxy's alias address (any 127/8 address is local)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def _accepts(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=0.5):
+        return True
 
 
 def wait_port(host: str, port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+    wait_until(f"{host}:{port}", lambda: _accepts(host, port), timeout, step=0.02)
 
 
 def venv_bin(name: str) -> str:
@@ -309,8 +305,9 @@ def paced_h2load(
 ) -> tuple[dict[str, float], list[float]]:
     """HTTP/1.1 at a fixed ``rate`` (req/s in all) over ``connections`` keep-alive connections for
     ``duration`` seconds: the summed h2load summaries (``rps``, ``done``, ``succeeded``, ``failed``,
-    ``2xx``, and ``omitted``: samples the coordinated-omission correction added) and every request's
-    latency in ms, corrected (bench_stats.with_omitted).
+    ``2xx``; ``not_ok``: failed or answered neither 2xx nor 3xx; ``omitted``: samples the
+    coordinated-omission correction added) and the latency in ms of every request answered 2xx or 3xx,
+    corrected (bench_stats.with_omitted).
 
     One h2load process per connection (``-c 1 --rps rate/connections``), started a fraction of the
     per-connection interval apart: one h2load with ``-c N`` would tick all its connections at once, a
@@ -337,9 +334,10 @@ def paced_h2load(
                 sys.exit(f"h2load failed ({proc.returncode}): {out[-2000:]}")
             for key, value in bench_stats.parse_h2load_summary(out).items():
                 total[key] = total.get(key, 0.0) + value
-            measured = bench_stats.parse_h2load_log(log.read_text()).latencies_ms
-            corrected = bench_stats.with_omitted(measured, interval * 1000)
-            total["omitted"] = total.get("omitted", 0.0) + len(corrected) - len(measured)
+            parsed = bench_stats.parse_h2load_log(log.read_text())
+            corrected = bench_stats.with_omitted(parsed.latencies_ms, interval * 1000)
+            total["omitted"] = total.get("omitted", 0.0) + len(corrected) - len(parsed.latencies_ms)
+            total["not_ok"] = total.get("not_ok", 0.0) + parsed.failed
             latencies += corrected
     finally:
         for proc, _ in running:
