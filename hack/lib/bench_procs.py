@@ -254,6 +254,65 @@ def start_two_hop(
     return TwoHop(client, server, alias, ingress)
 
 
+@dataclass
+class Paths:
+    """The paths under test: ``targets`` (name -> URL), the proxy processes of each (name -> hop -> pid)."""
+
+    targets: dict[str, str]
+    pids: dict[str, dict[str, int]]
+    sc: TwoHop
+    # With TLS: HAProxy's server-side TLS listener and pid, and the sc-proxy 2-hop with TLS.
+    haproxy_tls_server: tuple[int, int] | None = None
+    sc_tls: TwoHop | None = None
+
+
+def start_paths(procs: Procs, body: bytes, http2: bool, tls: bench_tls.TlsFiles | None) -> Paths:
+    """nginx direct, HAProxy 2-hop and sc-proxy 2-hop (HTTP/2 on every hop when ``http2``), and with ``tls``
+    both 2-hop paths again with TLS 1.3 between the hops (``haproxy-tls``, ``sc-proxy-tls``)."""
+    nginx_port = free_port()
+    start_nginx(procs, nginx_port, body, http2)
+    ha_server, ha_client = free_port(), free_port()
+    hs = start_haproxy(procs, "haproxy-server", ha_server, nginx_port, http2)
+    hc = start_haproxy(procs, "haproxy-client", ha_client, ha_server, http2)
+    protocol = "http2" if http2 else "http"
+    sc = start_two_hop(procs, "sc-proxy", nginx_port, protocol)
+    paths = Paths(
+        targets={
+            "nginx": f"http://127.0.0.1:{nginx_port}/",
+            "haproxy": f"http://127.0.0.1:{ha_client}/",
+            "sc-proxy": f"http://{VIP}:{sc.alias}/",
+        },
+        pids={"nginx": {}, "haproxy": {"client": hc.pid, "server": hs.pid}, "sc-proxy": sc.pids()},
+        sc=sc,
+    )
+    if tls is not None:
+        alpn = "h2" if http2 else "http/1.1"
+        ha_tls_server, ha_tls_client = free_port(), free_port()
+        bind, opts = bench_tls.haproxy_bind_opts(tls, alpn), bench_tls.haproxy_server_opts(tls, alpn)
+        hts = start_haproxy(procs, "haproxy-tls-server", ha_tls_server, nginx_port, http2, bind_opts=bind)
+        htc = start_haproxy(
+            procs, "haproxy-tls-client", ha_tls_client, ha_tls_server, http2, server_opts=opts
+        )
+        sct = start_two_hop(procs, "sc-proxy-tls", nginx_port, protocol, tls)
+        paths.targets["haproxy-tls"] = f"http://127.0.0.1:{ha_tls_client}/"
+        paths.targets["sc-proxy-tls"] = f"http://{VIP}:{sct.alias}/"
+        paths.pids["haproxy-tls"] = {"client": htc.pid, "server": hts.pid}
+        paths.pids["sc-proxy-tls"] = sct.pids()
+        paths.haproxy_tls_server, paths.sc_tls = (ha_tls_server, hts.pid), sct
+    return paths
+
+
+@contextlib.contextmanager
+def running_paths(prefix: str, body: bytes, http2: bool, tls: bool) -> Iterator[tuple[Procs, Paths]]:
+    """``start_paths`` in a temporary directory; everything stopped and removed on the way out."""
+    with workspace(prefix) as tmp:
+        procs = Procs(tmp)
+        try:
+            yield procs, start_paths(procs, body, http2, bench_tls.make_certs(tmp) if tls else None)
+        finally:
+            procs.stop_all()
+
+
 def _admin() -> dict[str, object]:
     return {"address": "127.0.0.1", "port": free_port(), "localPort": free_port()}
 
