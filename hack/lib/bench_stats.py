@@ -36,6 +36,8 @@ def with_omitted(latencies: Iterable[float], interval: float) -> list[float]:
     requests due meanwhile, whose waiting the client does not see. As HdrHistogram's
     ``recordValueWithExpectedInterval`` does, a latency L adds L - interval, L - 2 * interval, ... down to
     ``interval``: what the held-back requests would have waited. Latencies below ``interval`` add nothing.
+    (h2load still sends the held-back requests once the connection is free and logs only their own
+    service time, so the added samples come on top of those; a healthy run adds none.)
     """
     if interval <= 0:
         raise ValueError(f"interval must be positive, got {interval}")
