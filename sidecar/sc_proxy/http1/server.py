@@ -4,7 +4,8 @@ One :class:`Http1Connection` per accepted client connection. It only moves bytes
 half-close, loss and write back-pressure go to the :class:`~sc_proxy.http1.machine.Http1Machine`, which
 holds every rule (pipelining, retries, timeouts, back-pressure decisions, access log) and asks for I/O
 through the :class:`~sc_proxy.http1.machine.Driver` methods here (write, pause/resume reading, timers,
-connect, close). Upstream connections report straight to the machine.
+connect, close). Upstream connections report straight to the machine. The states, the transition table
+and the timer rules (headerTimeoutSeconds, idleTimeout, perRequestTimeout) are documented there.
 """
 
 from __future__ import annotations
@@ -51,11 +52,7 @@ class Http1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.route.lifecycle.unregister(self)
-        self.machine.connection_lost()
-        for i, timer in enumerate(self.timers):  # the machine cancelled its own; belt and braces
-            if timer is not None:
-                timer.cancel()
-                self.timers[i] = None
+        self.machine.connection_lost()  # cancels its timers
 
     def pause_writing(self) -> None:
         self.machine.writing_paused()

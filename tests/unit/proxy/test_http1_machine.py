@@ -8,11 +8,14 @@ user sees: the bytes and status codes the client gets, which task got the reques
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
 
 import h11
 import pytest
 
+from sc_proxy.accesslog import AccessLogger
 from sc_proxy.cluster import Cluster, Host
 from sc_proxy.config import Limits
 from sc_proxy.http1.machine import (
@@ -133,6 +136,7 @@ class Driver:
 class Harness:
     def __init__(self, hosts: tuple[Host, ...] = (A, B), **route: object) -> None:
         self.clock = Clock()
+        self.log = io.StringIO()
         settings: dict[str, object] = {
             "per_request_timeout": 15.0,
             "idle_timeout": 300.0,
@@ -146,13 +150,14 @@ class Harness:
             app_protocol="http",
             cluster=Cluster("svc", hosts=hosts, clock=self.clock),
             stats=EgressStats("svc", Registry(process_metrics=False)),
-            access_log=None,
+            access_log=AccessLogger("JSON", stream=self.log),
             lifecycle=Lifecycle(),
             **settings,  # type: ignore[arg-type]
         )
         self.pool = FakePool()
         self.driver = Driver()
-        self.m = Http1Machine(self.route, self.pool, self.driver, self.clock)
+        # One clock for timers and response times, so the access log's durations follow the fake time.
+        self.m = Http1Machine(self.route, self.pool, self.driver, self.clock, precise=self.clock)
         self.m.connection_made()
         self.upstreams: dict[Host, list[UpstreamConn]] = {}
 
@@ -171,6 +176,9 @@ class Harness:
         self.upstreams.setdefault(host, []).append(conn)
         self.m.upstream_connected(ex, host, conn)
         return conn
+
+    def records(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
 
     def advance(self, seconds: float) -> None:
         """Move the clock, firing the timers that fall due (in time order), as the event loop would."""
@@ -556,3 +564,32 @@ def test_a_client_that_hangs_up_mid_request_aborts_the_upstream_request() -> Non
     h.m.connection_lost()
     assert up.closed
     assert h.driver.timers == {}  # every timer cancelled
+
+
+# --- access log
+
+
+def test_the_access_log_names_the_task_that_answered_a_retried_request() -> None:
+    h = Harness()
+    h.feed(get("/p", "User-Agent: t\r\n"))
+    h.connect(fail="refused")
+    h.clock.t += 0.25
+    up = h.connect()
+    assert up is not None
+    up.data_received(OK)
+    [rec] = h.records()
+    assert rec["status"] == 200
+    assert rec["upstream_host"] == str(up.host)
+    assert rec["response_flags"] == "-"
+    assert rec["duration_ms"] == 250
+    assert rec["user_agent"] == "t"
+
+
+def test_the_access_log_marks_a_client_that_hung_up_before_the_response() -> None:
+    h = Harness(hosts=(A,))
+    h.feed(get("/"))
+    h.connect()
+    h.m.connection_lost()
+    [rec] = h.records()
+    assert rec["response_flags"] == "DC"
+    assert rec["status"] == 0
