@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from sc_proxy.cluster import Cluster, Host
 from sc_proxy.config import Via
+from sc_proxy.http1.machine import UpstreamOwner
 from sc_proxy.http1.parse import ResponseEvent, ResponseReader
 from sc_proxy.tls import ClientTls, dial
 
@@ -26,15 +27,6 @@ if TYPE_CHECKING:
 #: Idle upstream connections kept per task; enough for the downstream connections a sidecar typically
 #: multiplexes, small enough that a burst does not leave hundreds of sockets open.
 MAX_IDLE_PER_HOST = 128
-
-
-class UpstreamOwner(Protocol):
-    """The downstream connection currently using an upstream connection."""
-
-    def upstream_events(self, conn: UpstreamConn, events: list[ResponseEvent]) -> None: ...
-    def upstream_raw(self, conn: UpstreamConn, data: bytes) -> None: ...
-    def upstream_lost(self, conn: UpstreamConn) -> None: ...
-    def upstream_flow(self, conn: UpstreamConn, paused: bool) -> None: ...
 
 
 class UpstreamConn(asyncio.Protocol):
@@ -111,6 +103,24 @@ class UpstreamConn(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not self.closed:
             transport.write(data)
+
+    def write_eof(self) -> None:
+        transport = self.transport
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def feed_eof(self) -> list[ResponseEvent]:
+        """What the response parser makes of the connection's end (a close-delimited body ends there)."""
+        reader = self.reader
+        return reader.feed_eof() if reader is not None else []
 
     def close(self) -> None:
         self.owner = None
