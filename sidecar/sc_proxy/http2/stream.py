@@ -1,5 +1,6 @@
 """One proxied HTTP/2 stream: a client stream on a downstream connection relayed to a stream on a pooled
-upstream connection, with the per-request policies.
+upstream connection, with the per-request policies. The connections and the pool are given to it as the
+shapes of :mod:`~sc_proxy.http2.interfaces`; it imports none of them.
 
 Flow control: data received on one side is queued for the other side and *acknowledged to its sender only
 once it was handed to h2 on the other side* (which itself only accepts what the receiver's window allows),
