@@ -2,8 +2,8 @@
 
 A loop timer per stream (created, then cancelled when the response ends, almost always) was several percent
 of the proxy's time under load. Deadlines are instead grouped in buckets of :data:`GRANULARITY` seconds:
-one timer per bucket for the whole process, a dict insertion and removal per stream. A timeout fires at
-most one bucket late (50 ms), never early.
+one timer per bucket for all the streams of a route, a dict insertion and removal per stream. A timeout
+fires at most one bucket late (50 ms), never early.
 """
 
 from __future__ import annotations
@@ -49,14 +49,3 @@ class Deadlines:
         if bucket:
             for item in list(bucket):
                 item.on_deadline()
-
-
-_BY_LOOP: dict[asyncio.AbstractEventLoop, Deadlines] = {}
-
-
-def for_loop(loop: asyncio.AbstractEventLoop) -> Deadlines:
-    """The loop's :class:`Deadlines` (one per loop: the proxy has one, tests may have several)."""
-    found = _BY_LOOP.get(loop)
-    if found is None:
-        found = _BY_LOOP[loop] = Deadlines(loop)
-    return found

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from sc_proxy.http2 import codec, deadlines
+from sc_proxy.http2 import codec
 from sc_proxy.http2.errors import ErrorCodes, H2Error, LimitExceeded
 from sc_proxy.http2.events import (
     ConnectionTerminated,
@@ -35,7 +35,7 @@ from sc_proxy.http2.events import (
 )
 from sc_proxy.http2.frames import SettingCodes
 from sc_proxy.http2.guard import UNREAD_ANSWERS
-from sc_proxy.http2.side import H2Side
+from sc_proxy.http2.side import FlushBatch, H2Side
 from sc_proxy.http2.stream import ProxyStream
 from sc_proxy.metrics import REGISTRY, Counter, protection_counter
 from sc_proxy.tls import peer_identity
@@ -43,7 +43,8 @@ from sc_proxy.tls import peer_identity
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sc_proxy.http2.upstream import UpstreamPool
+    from sc_proxy.http2.deadlines import Deadlines
+    from sc_proxy.http2.interfaces import Pool
     from sc_proxy.route import Route
 
 _HTTP1_NOT_AVAILABLE: Final = (
@@ -72,13 +73,21 @@ def grpc_request_counter(discovery_name: str) -> Counter:
 class H2ServerProtocol(H2Side):
     """One client connection on an http2/grpc listener (ingress or egress)."""
 
-    def __init__(self, route: Route, pool: UpstreamPool, grpc_requests: Counter | None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        route: Route,
+        pool: Pool,
+        batch: FlushBatch,
+        deadlines: Deadlines,
+        grpc_requests: Counter | None,
+    ) -> None:
+        """``pool``, ``batch``, ``deadlines`` and ``grpc_requests`` are shared by the route's connections."""
+        super().__init__(batch)
         self.route = route
         self.pool = pool
         self.grpc_requests = grpc_requests
         self.streams: dict[int, ProxyStream] = {}
-        self.deadlines = deadlines.for_loop(self.loop)
+        self.deadlines = deadlines
         self.h2 = codec.server_connection(route.limits.max_header_bytes, route.limits)
         self._started = False  # preface seen
         self._buf = b""
@@ -232,8 +241,8 @@ class H2ServerProtocol(H2Side):
         self.streams[sid] = stream
         stream.begin()
 
-    def stream_done(self, stream: ProxyStream) -> None:
-        self.streams.pop(stream.down_sid, None)
+    def stream_done(self, sid: int) -> None:
+        self.streams.pop(sid, None)
         if not self.streams:
             self._idle_since = self.loop.time()
             if self._closing:

@@ -1,5 +1,6 @@
 """One proxied HTTP/2 stream: a client stream on a downstream connection relayed to a stream on a pooled
-upstream connection, with the per-request policies.
+upstream connection, with the per-request policies. The connections and the pool are given to it as the
+shapes of :mod:`~sc_proxy.http2.interfaces`; it imports none of them.
 
 Flow control: data received on one side is queued for the other side and *acknowledged to its sender only
 once it was handed to h2 on the other side* (which itself only accepts what the receiver's window allows),
@@ -33,19 +34,15 @@ from sc_proxy.http2.headers import (
     status_of,
     upstream_request,
 )
+from sc_proxy.http2.interfaces import CONNECT_ERROR
 
 if TYPE_CHECKING:
-    from sc_proxy.http2.server import H2ServerProtocol
-    from sc_proxy.http2.side import H2Side
-    from sc_proxy.http2.upstream import UpstreamConnection, UpstreamPool
+    from sc_proxy.http2.interfaces import Downstream, Pool, Side, Upstream
     from sc_proxy.route import Route
 
 _NO_HOSTS: frozenset[Host] = frozenset()
 _REFUSED = ErrorCodes.REFUSED_STREAM
 _CANCEL = ErrorCodes.CANCEL
-
-#: The message of a failed connection attempt (told apart from a connection lost later: flag UF vs UC).
-CONNECT_ERROR = "upstream connect error"
 
 
 # States of each direction's end: not yet known, queued behind data, sent.
@@ -63,9 +60,7 @@ class ProxyStream:
         "up", "up_end", "up_headers", "up_sid", "wall_start",
     )  # fmt: skip
 
-    def __init__(
-        self, server: H2ServerProtocol, sid: int, headers: Headers, route: Route, pool: UpstreamPool
-    ) -> None:
+    def __init__(self, server: Downstream, sid: int, headers: Headers, route: Route, pool: Pool) -> None:
         self.server = server
         self.down_sid = sid
         self.route = route
@@ -74,10 +69,10 @@ class ProxyStream:
         self.grpc = grpc.is_grpc(headers)
         timeout = route.per_request_timeout
         self.up_headers = upstream_request(headers, None if timeout is None else int(timeout * 1000))
-        self.up: UpstreamConnection | None = None
+        self.up: Upstream | None = None
         self.up_sid = 0
         #: The upstream connection this stream waits on (connecting, or its SETTINGS not seen yet).
-        self.queued: UpstreamConnection | None = None
+        self.queued: Upstream | None = None
         self.host: Host | None = None
         self.tried = _NO_HOSTS
         self.left = route.retries
@@ -121,7 +116,7 @@ class ProxyStream:
         """Whether the request head goes upstream with END_STREAM (the whole request is the head)."""
         return self.up_end == _ENDING and not self.to_up and self.req_trailers is None
 
-    def attached(self, up: UpstreamConnection, sid: int) -> None:
+    def attached(self, up: Upstream, sid: int) -> None:
         """The upstream connection opened our stream and sent the request head: send what is queued."""
         self.up = up
         self.up_sid = sid
@@ -303,7 +298,7 @@ class ProxyStream:
             self._reset_down(ErrorCodes.INTERNAL_ERROR)
 
     # -- pumping ------------------------------------------------------------------------------------------
-    def pump(self, side: H2Side) -> None:
+    def pump(self, side: Side) -> None:
         """``side`` has window (or socket room) again."""
         if self.done:
             return
@@ -440,7 +435,7 @@ class ProxyStream:
         self._release_to_up()
         server = self.server
         server.blocked.pop(self, None)
-        server.stream_done(self)
+        server.stream_done(self.down_sid)
         route = self.route
         now = time.perf_counter()
         elapsed_ms = (now - self.start) * 1000
@@ -506,12 +501,12 @@ class ProxyStream:
 
 
 def _send_queued(
-    side: H2Side,
+    side: Side,
     sid: int,
     queue: deque[tuple[bytes, int]],
     ending: bool,
     trailers: Headers | None,
-    sender: H2Side | None,
+    sender: Side | None,
     sender_sid: int,
 ) -> tuple[bool, bool]:
     """Send ``queue``'s DATA on ``side`` as far as the stream's window allows, then the end of the stream

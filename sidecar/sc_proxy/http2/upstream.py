@@ -31,13 +31,13 @@ from sc_proxy.http2.events import (
     WindowUpdated,
 )
 from sc_proxy.http2.frames import SettingCodes
-from sc_proxy.http2.side import H2Side
-from sc_proxy.http2.stream import CONNECT_ERROR
+from sc_proxy.http2.interfaces import CONNECT_ERROR
+from sc_proxy.http2.side import FlushBatch, H2Side
 from sc_proxy.metrics import REGISTRY, Counter
 from sc_proxy.tls import dial, failure_reason
 
 if TYPE_CHECKING:
-    from sc_proxy.http2.stream import ProxyStream
+    from sc_proxy.http2.interfaces import UpstreamStream
     from sc_proxy.route import Route
 
 #: Streams one upstream connection carries at most, whatever the peer allows.
@@ -48,12 +48,12 @@ class UpstreamConnection(H2Side):
     """One HTTP/2 connection to one task."""
 
     def __init__(self, pool: UpstreamPool, host: Host) -> None:
-        super().__init__()
+        super().__init__(pool.batch)
         self.pool = pool
         self.host = host
         self.h2 = codec.client_connection(pool.route.limits.max_header_bytes)
-        self.streams: dict[int, ProxyStream] = {}
-        self.waiting: list[ProxyStream] = []
+        self.streams: dict[int, UpstreamStream] = {}
+        self.waiting: list[UpstreamStream] = []
         self.ready = False  # the peer's SETTINGS arrived
         self.accepting = True  # False after GOAWAY, errors, or idle close
         self.closed = False
@@ -69,19 +69,19 @@ class UpstreamConnection(H2Side):
     def has_room(self) -> bool:
         return self.accepting and len(self.streams) + len(self.waiting) < self.limit()
 
-    def add(self, stream: ProxyStream) -> None:
+    def add(self, stream: UpstreamStream) -> None:
         if self.ready:
             self._open(stream)
         else:
             stream.queued = self
             self.waiting.append(stream)
 
-    def unqueue(self, stream: ProxyStream) -> None:
+    def unqueue(self, stream: UpstreamStream) -> None:
         stream.queued = None
         with contextlib.suppress(ValueError):
             self.waiting.remove(stream)
 
-    def _open(self, stream: ProxyStream) -> None:
+    def _open(self, stream: UpstreamStream) -> None:
         stream.queued = None
         try:
             sid = self.h2.get_next_available_stream_id()
@@ -269,15 +269,17 @@ class UpstreamConnection(H2Side):
 class UpstreamPool:
     """The upstream connections of one route, per host."""
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, batch: FlushBatch) -> None:
         self.route = route
+        #: Shared with the route's client connections: a stream's frames both ways go out in one flush.
+        self.batch = batch
         self.conns: dict[Host, list[UpstreamConnection]] = {}
         #: gRPC status class counters (egress only), bound once.
         self.grpc_status: dict[str, Counter] | None = None
         if route.direction == "egress" and route.app_protocol == "grpc":
             self.grpc_status = grpc_status_counters(route.name)
 
-    def assign(self, host: Host, stream: ProxyStream) -> None:
+    def assign(self, host: Host, stream: UpstreamStream) -> None:
         """Open ``stream`` on a connection to ``host`` with room, or on a new one."""
         conns = self.conns.get(host)
         if conns is None:
