@@ -34,12 +34,18 @@ def mypyc_extensions(paths: list[str], config_file: str) -> list[Any]:
     return mypycify([*flags, *paths], opt_level="3", debug_level="0", group_name="sc_proxy")
 
 
-def extensions() -> list[Any]:
+#: The setup.py commands that build a wheel or an install. pip runs setup.py for metadata first (egg_info,
+#: dist_info), which needs no extensions: mypyc's type check and C generation are left to the build.
+BUILD_COMMANDS = frozenset({"bdist_wheel", "build", "build_ext", "install", "bdist"})
+
+
+def extensions(argv: list[str]) -> list[Any]:
+    """The extensions for the setup.py command line ``argv``: none for metadata, none with
+    ``SC_PROXY_PURE=1``, and none for an editable install, which would compile in place, into the source
+    tree, where they would shadow the .py being edited (and the pure test run would run compiled code)."""
     if os.environ.get("SC_PROXY_PURE", "") not in ("", "0"):
         return []
-    # An editable install would compile in place, into the source tree, where the extensions would shadow
-    # the .py being edited (and the pure test run would silently run compiled code).
-    if "editable_wheel" in sys.argv:
+    if "editable_wheel" in argv or not BUILD_COMMANDS.intersection(argv):
         return []
     return mypyc_extensions(sources(), str(ROOT / "pyproject.toml"))
 
@@ -51,4 +57,4 @@ def sources() -> list[str]:
 
 
 if __name__ == "__main__":
-    setup(ext_modules=extensions())
+    setup(ext_modules=extensions(sys.argv))

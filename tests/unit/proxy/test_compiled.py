@@ -38,13 +38,15 @@ def test_every_compiled_module_keeps_its_python_source_beside_it() -> None:
 
 
 def test_setup_builds_no_extension_when_asked_for_pure_or_editable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SC_PROXY_PURE=1 (a wheel without a compiler) and an editable install (the source tree) stay pure."""
+    """SC_PROXY_PURE=1 (a wheel without a compiler), an editable install (the source tree) and pip's
+    metadata steps compile nothing."""
     setup = runpy.run_path(str(ROOT / "setup.py"), run_name="sc_setup")
     monkeypatch.setenv("SC_PROXY_PURE", "1")
-    assert setup["extensions"]() == []
+    assert setup["extensions"](["setup.py", "bdist_wheel", "--dist-dir", "x"]) == []
     monkeypatch.delenv("SC_PROXY_PURE")
-    monkeypatch.setattr("sys.argv", ["setup.py", "editable_wheel", "--dist-dir", "x"])
-    assert setup["extensions"]() == []
+    assert setup["extensions"](["setup.py", "editable_wheel", "--dist-dir", "x"]) == []
+    assert setup["extensions"](["setup.py", "egg_info"]) == []
+    assert setup["extensions"](["setup.py", "dist_info", "--output-dir", "x"]) == []
     # What it compiles otherwise: the listed modules' files, every one of them present.
     assert setup["sources"]() == [f"sidecar/{m.replace('.', '/')}.py" for m in compiled.COMPILED_MODULES]
     assert all((ROOT / path).is_file() for path in setup["sources"]())
