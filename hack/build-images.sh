@@ -9,7 +9,7 @@
 #   serviceconnect.local/pause:TAG         Kubernetes' pause.c, static; also tagged with its own version
 #                                          (pause:3.10.2), the name a containerd sandbox_image can keep
 #
-# TAG is a short hash of the inputs (both Dockerfiles, .dockerignore, pyproject.toml,
+# TAG is a short hash of the inputs (both Dockerfiles, .dockerignore, pyproject.toml, setup.py,
 # operator/sc_operator, sidecar/sc_proxy and this script), so a changed tree gives a new tag and
 # a pod never runs a stale image under an old name. Progress goes to stderr; stdout carries only
 # the tag:
@@ -32,9 +32,11 @@
 # (serviceconnect.local/debian-python:<suite>-<hash>: python3, python3-venv, python-is-python3,
 # iptables, ca-certificates; security updates applied); the Dockerfiles get it as PYTHON_IMAGE.
 # Set SC_PYTHON_IMAGE to use an existing Debian-based Python image instead (e.g.
-# python:3.11.11-slim-bookworm where a registry is reachable). Each image is cached under a key
-# of its own inputs, so a Python-only change rebuilds only sc-operator and sc-proxy and merely
-# re-tags the rest. Loading into containerd is skipped for images it already holds. Behind a
+# python:3.11.11-slim-bookworm where a registry is reachable). sc-proxy's build stage installs gcc
+# (and python3-dev where the base lacks the headers) with the base's apt and compiles the proxy's
+# hot modules with mypyc (setup.py) against the image's own Python; its final stage has no compiler.
+# Each image is cached under a key of its own inputs, so a Python-only change rebuilds only
+# sc-operator and sc-proxy and merely re-tags the rest. Loading into containerd is skipped for images it already holds. Behind a
 # TLS-intercepting egress, buildah builds see this machine's CA bundle (pip in the Dockerfiles).
 #
 # Needs root for buildah and debootstrap (a Docker engine with SC_PYTHON_IMAGE does not);
@@ -116,7 +118,8 @@ sources_hash() {  # everything both Python images copy, without the Dockerfiles
     cd "$root"
     find operator/sc_operator sidecar/sc_proxy -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum
-    sha256sum pyproject.toml .dockerignore
+    # setup.py and pyproject.toml's build-system: what sc-proxy's compiled modules are and how they are built
+    sha256sum pyproject.toml setup.py .dockerignore
   ) | sha256sum | cut -c1-64
 }
 src_hash=$(sources_hash)

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Run the tests: ruff, mypy (strict, on our packages) and pytest over tests/ against the current
 # Kubernetes, then pytest once more over the version-sensitive tests (marker `oldest_k8s`) against the
-# oldest Kubernetes we support (1.20). Extra arguments go to the first pytest run, e.g.
+# oldest Kubernetes we support (1.20). The full run (no arguments) also runs the proxy's tests
+# (tests/unit/proxy, tests/integration/proxy) against the compiled build of its hot modules (the wheel's
+# mypyc extensions, hack/build-compiled.sh; the first run is from the source tree, pure Python), and a
+# test of each run asserts which build it loaded. Extra arguments go to the first pytest run, e.g.
 #   hack/test.sh tests/unit      hack/test.sh -k crds
 #
 # Each run alone:
 #   SC_SKIP_OLDEST=1 hack/test.sh [pytest args]    lint, mypy and the current Kubernetes only
 #   hack/test.sh --oldest-only [pytest args]       only the oldest run (args go to it; default -m oldest_k8s)
+#   hack/test.sh --compiled-only [pytest args]     only the compiled run (args go to it; default the proxy's
+#                                                  unit and integration tests); SC_SKIP_COMPILED=1 leaves it
+#                                                  out of the full run
 #   SC_E2E=1 hack/test.sh                          also the e2e story on the local node (hack/e2e.sh, root);
 #                                                  CI=true does this for the full run
 #
@@ -28,14 +34,21 @@ ci=false
 case "${CI:-}" in 1 | true | yes) ci=true ;; esac
 
 oldest_only=false
+compiled_only=false
 if [ "${1:-}" = "--oldest-only" ]; then
   oldest_only=true
   shift
+elif [ "${1:-}" = "--compiled-only" ]; then
+  compiled_only=true
+  shift
 fi
+# The compiled run follows the full run (no pytest arguments), or is the only one with --compiled-only.
+compiled=false
+if $compiled_only || { [ $# -eq 0 ] && ! $oldest_only && [ -z "${SC_SKIP_COMPILED:-}" ]; }; then compiled=true; fi
 # The e2e story on a real cluster (hack/e2e.sh: the local node here) follows the full run (no pytest
 # arguments) under CI=true, and any run with SC_E2E=1; the first run then leaves tests/e2e to it.
 e2e=false
-if ! $oldest_only && { [ "${SC_E2E:-}" = 1 ] || { $ci && [ $# -eq 0 ]; }; }; then e2e=true; fi
+if ! $oldest_only && ! $compiled_only && { [ "${SC_E2E:-}" = 1 ] || { $ci && [ $# -eq 0 ]; }; }; then e2e=true; fi
 # The oldest Kubernetes we claim to support; the oldest run fails if its server is another version.
 oldest_version=v1.20
 
@@ -65,7 +78,7 @@ if [ -z "${SC_SKIP_ENVTEST:-}" ]; then
   if ! $oldest_only; then
     current=$(prepare "the current Kubernetes (hack/kube.sh: about 10 minutes)") || exit 1
   fi
-  if [ -z "${SC_SKIP_OLDEST:-}" ]; then
+  if [ -z "${SC_SKIP_OLDEST:-}" ] && ! $compiled_only; then
     oldest=$(prepare "Kubernetes 1.20 (5-10 minutes, needs root)" --oldest) || exit 1
   fi
 fi
@@ -107,7 +120,7 @@ pytest_run() {
   [ "$rc" -eq 0 ] || status=1
 }
 
-if ! $oldest_only; then
+if ! $oldest_only && ! $compiled_only; then
   step "$VENV/bin/ruff" check .
   step "$VENV/bin/ruff" format --check .
   step "$VENV/bin/mypy"
@@ -116,8 +129,28 @@ if ! $oldest_only; then
   set -- # the arguments were the first run's
 fi
 
+# The proxy's tests again, against the compiled build of its hot modules: the wheel's extensions first on
+# PYTHONPATH (the sc-proxy processes of the integration tests inherit it); test_compiled*.py assert that
+# they, not the .py files, were loaded.
+if $compiled; then
+  printf '\n== compiled build (hack/build-compiled.sh)\n'
+  started=$SECONDS
+  if site=$(hack/build-compiled.sh); then
+    printf '== compiled build: ready after %s s\n' "$((SECONDS - started))"
+    [ $# -gt 0 ] || set -- tests/unit/proxy tests/integration/proxy
+    PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} SC_PROXY_EXPECT_BUILD=compiled \
+      pytest_run " (the proxy's compiled build)" "$@"
+  else
+    printf '== compiled build: failed after %s s\n' "$((SECONDS - started))"
+    status=1
+  fi
+  set --
+fi
+
 # The version-sensitive tests again, against the oldest supported Kubernetes.
-if [ -n "$oldest" ]; then
+if $compiled_only; then
+  :
+elif [ -n "$oldest" ]; then
   KUBEBUILDER_ASSETS=$oldest SC_EXPECT_KUBE_VERSION=$oldest_version \
     pytest_run " (oldest Kubernetes, $oldest_version: -m oldest_k8s)" -m oldest_k8s "$@"
 elif $oldest_only; then

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from sc_proxy import waitready
+from sc_proxy import compiled, waitready
 from sc_proxy.admin import AdminState, close_all, start_admin
 from sc_proxy.config import ConfigError, ProxyConfig, dump_config, load_config
 from sc_proxy.listeners import Listeners, build_plan
@@ -96,12 +96,13 @@ async def serve(config: ProxyConfig, started: float) -> int:
     gc.freeze()
     state.ready = True
     log.info(
-        "ready in %.0f ms: %s/%s config %s, %d listeners",
+        "ready in %.0f ms: %s/%s config %s, %d listeners, modules: %s",
         (time.monotonic() - started) * 1000,
         config.service.namespace or "-",
         config.service.name or "-",
         config.version,
         len(listeners.servers),
+        compiled.build(),  # whether the mypyc extensions of the wheel are what runs (sc_proxy.compiled)
     )
     await stop.wait()
     stopped = time.monotonic()

@@ -108,4 +108,14 @@ def test_base_images_are_pinned_to_a_version() -> None:
 def test_build_context_carries_only_what_the_wheel_needs() -> None:
     lines = [ln for ln in (REPO / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
     assert lines[0] == "*"
-    assert {"!pyproject.toml", "!operator/sc_operator/", "!sidecar/sc_proxy/"} <= set(lines)
+    # setup.py: the proxy image compiles its hot modules with it (without it the wheel would be pure).
+    assert {"!pyproject.toml", "!setup.py", "!operator/sc_operator/", "!sidecar/sc_proxy/"} <= set(lines)
+
+
+def test_sidecar_image_compiles_its_hot_modules_and_refuses_a_pure_build_by_accident() -> None:
+    text = _dockerfile("sidecar/Dockerfile")
+    build = text.split("\nFROM ", 2)[1]  # the build stage
+    assert re.search(r"^COPY pyproject\.toml setup\.py ", build, re.M)
+    assert "compiled.build()" in build  # the build fails unless the extensions load
+    final = text.split("\nFROM ", 2)[2]
+    assert "gcc" not in final  # the compiler stays in the build stage

@@ -25,7 +25,9 @@ from hpack.exceptions import (
 from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
-_STATIC: Final = HeaderTable.STATIC_TABLE
+# Typed as a tuple of any length: as hpack's 61-tuple, mypyc would keep it unpacked in C and build it anew
+# (61 tuples) for every lookup by index.
+_STATIC: Final[tuple[tuple[bytes, bytes], ...]] = HeaderTable.STATIC_TABLE
 _STATIC_LENGTH: Final = HeaderTable.STATIC_TABLE_LENGTH
 #: Bytes an integer may take at most, prefix byte included (hpack's VARINT_MAX_LENGTH of 5, plus one).
 _MAX_INTEGER_BYTES: Final = 6
@@ -149,7 +151,12 @@ class FastDecoder(Decoder):
                 value, i = _string(data, i)
                 if indexing:
                     self.header_table.add(name, value)
-                append(NeverIndexedHeaderTuple(name, value) if never else (name, value))
+                # Not one conditional expression: its type would be the plain 2-tuple both branches share,
+                # and mypyc would rebuild the NeverIndexedHeaderTuple as a plain tuple.
+                if never:
+                    append(NeverIndexedHeaderTuple(name, value))
+                else:
+                    append((name, value))
                 inflated += 32 + len(name) + len(value)
             if inflated > limit:
                 raise OversizedHeaderListError(f"A header list larger than {limit} has been received")
