@@ -14,7 +14,8 @@ Warming up: until the first resolution succeeds, it is retried quickly (0.1 s, d
 ``intervalSeconds``). A headless Service's records appear a moment after its first task turns Ready (the
 EndpointSlice, then the cluster DNS, follow), and a client started in that moment would otherwise serve
 its app "no healthy upstream" for a whole interval. ``start`` returns at the first success, so the proxy
-holds ``/ready`` back until then, bounded by the caller (as Envoy warms a cluster before its listeners).
+holds ``/ready`` back until then, bounded by the caller (as Envoy warms a cluster before its listeners),
+except for the endpoints it serves itself (``Plan.own_sources``: no task of them may be Ready yet).
 """
 
 from __future__ import annotations

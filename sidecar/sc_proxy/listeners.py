@@ -87,6 +87,8 @@ class Plan:
     ingress: list[tuple[str, int, Route]] = field(default_factory=list)  # (address, port, route)
     egress_routes: dict[tuple[str, int], Route] = field(default_factory=dict)  # (VIP, port) -> route
     sources: list[Source] = field(default_factory=list)
+    #: The sources of endpoints this proxy also serves (its own service): they do not hold ``/ready`` back.
+    own_sources: list[Source] = field(default_factory=list)
     clusters: dict[str, Cluster] = field(default_factory=dict)
     unknown_destination: Counter | None = None
     #: Ingress routes served over TLS, and the context their listeners use.
@@ -176,6 +178,9 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
             config.access_log.format, config.access_log.include_query_parameters == "ENABLED"
         )
     routes_by_endpoint: dict[str, Route] = {}
+    # A server that calls its own service: the first task of it finds no ready task of it (itself not yet
+    # Ready), so waiting for that endpoint's first resolution would only delay it by the whole wait.
+    served = {ing.discovery_name for ing in config.ingress}
     for j, ep in enumerate(config.endpoints):
         cluster = Cluster(ep.name, ep.outlier)
         stats = EgressStats(ep.name, registry)
@@ -212,7 +217,10 @@ def build_plan(config: ProxyConfig, registry: Registry | None = None) -> Plan:
             via=ep.via,
         )
         plan.clusters[ep.name] = cluster
-        plan.sources.append(source_for(cluster, ep))
+        source = source_for(cluster, ep)
+        plan.sources.append(source)
+        if ep.name in served:
+            plan.own_sources.append(source)
     if config.gateway is not None:
         plan.gateway = Gateway(config.gateway, lifecycle, registry)
         plan.sources.extend(plan.gateway.sources)

@@ -81,8 +81,11 @@ async def serve(config: ProxyConfig, started: float) -> int:
         log.error("%s", exc.strerror or exc)
         close_all(admin)
         return 1
-    if plan.sources:
-        done = asyncio.gather(*(s.start() for s in plan.sources))
+    # Every source starts now; only those of other services' endpoints hold /ready back (see build_plan).
+    starting = [loop.create_task(s.start()) for s in plan.sources]
+    waited = [t for t, s in zip(starting, plan.sources, strict=True) if s not in plan.own_sources]
+    if waited:
+        done = asyncio.gather(*waited)
         try:
             await asyncio.wait_for(asyncio.shield(done), INITIAL_DISCOVERY_WAIT)
         except TimeoutError:

@@ -12,6 +12,7 @@ import pytest
 from sc_proxy.cluster import Cluster, Host
 from sc_proxy.config import DnsDiscovery
 from sc_proxy.discovery import DnsSource
+from sc_proxy.main import INITIAL_DISCOVERY_WAIT
 from support.dnsserver import LocalDns
 from support.proxy import ProxyProcess, TcpUpstream, free_port, wait_for
 
@@ -164,3 +165,37 @@ async def test_start_retries_quickly_until_the_first_records_appear(dns: LocalDn
         assert cluster.hosts == (Host("10.1.0.1", 15080),)
     finally:
         await source.close()
+
+
+def test_a_server_calling_its_own_service_is_ready_before_any_task_of_it_is(
+    dns: LocalDns,
+    admin_port: int,
+    start_proxy: Callable[..., ProxyProcess],
+    upstreams: Callable[..., list[TcpUpstream]],
+) -> None:
+    """The first task of a service that also calls itself finds no ready task of it (NXDOMAIN: it is not
+    Ready yet). Its own endpoint must not hold /ready back; on a real node that cost every first task
+    the whole initial discovery wait (10 s). Once the task is published, calls through the alias reach it."""
+    (app,) = upstreams(("app", "127.0.0.2"), mode="tag")
+    ingress_port = free_port("127.0.0.1")
+    alias_port = free_port("127.255.0.1")
+    proxy = start_proxy(
+        {
+            "version": "own-service",
+            "admin": {"address": "127.0.0.1", "port": admin_port},
+            "egress": {"mode": "listeners"},
+            "ingress": [
+                {"discoveryName": "backend", "address": "127.0.0.1", "port": ingress_port,
+                 "appAddress": app.host, "appPort": app.port}
+            ],
+            "endpoints": [
+                {"name": "backend", "discovery": {"dns": {
+                    "name": SVC, "srvName": SRV_NAME, "resolver": dns.resolver, "intervalSeconds": 0.2}}}
+            ],
+            "aliases": [{"address": "127.255.0.1", "port": alias_port, "endpoint": "backend"}],
+        }
+    )  # fmt: skip
+    assert proxy.ready_after is not None
+    assert proxy.ready_after < INITIAL_DISCOVERY_WAIT / 2, proxy.output()
+    dns.set(srv={SRV_NAME: [("a." + SVC, ingress_port)]}, a={"a." + SVC: ["127.0.0.1"]})
+    wait_for("its own task to be reachable", lambda: _tag_of(alias_port) == b"app", timeout=10)
