@@ -17,7 +17,11 @@ from typing import Final
 #: Hot pure-logic modules, and the small ones they call on every frame or request (compiled together, calls
 #: between them are native).
 COMPILED_MODULES: Final = (
+    "sc_proxy.http1.headers",
+    "sc_proxy.http1.machine",
     "sc_proxy.http1.parse",
+    "sc_proxy.http1.pool",
+    "sc_proxy.http1.server",
     "sc_proxy.http2.connection",
     "sc_proxy.http2.errors",
     "sc_proxy.http2.events",
@@ -26,6 +30,13 @@ COMPILED_MODULES: Final = (
     "sc_proxy.http2.hpack_decoder",
     "sc_proxy.http2.hpack_encoder",
     "sc_proxy.http2.validate",
+    "sc_proxy.http2.headers",
+    "sc_proxy.http2.side",
+    "sc_proxy.http2.stream",
+    "sc_proxy.http2.server",
+    "sc_proxy.http2.upstream",
+    "sc_proxy.cluster",
+    "sc_proxy.policy",
 )
 
 
