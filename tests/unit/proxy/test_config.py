@@ -188,6 +188,28 @@ def test_load_yaml_and_json_and_dump_roundtrip(tmp_path: Path) -> None:
     assert '"appProtocol": "http"' in dump_config(a)
 
 
+def test_a_json_file_the_operator_writes_is_read_without_the_yaml_parser(tmp_path: Path) -> None:
+    """The operator writes JSON; a namespace of hundreds of endpoints pins them all into the file, and
+    PyYAML's pure-Python parser takes about 0.2 s for 300 of them, all of it before the proxy is ready."""
+    import json
+    import subprocess
+    import sys
+
+    doc = {
+        "version": "big",
+        "endpoints": [{"name": f"svc{i}", "discovery": {"dns": {"name": f"svc{i}.ns.svc", "port": 80}}}
+                      for i in range(300)],
+    }  # fmt: skip
+    path = tmp_path / "proxy.json"
+    path.write_text(json.dumps(doc, separators=(",", ":")))
+    probe = (
+        "import sys; from sc_proxy.config import load_config; "
+        f"c = load_config({str(path)!r}); print(len(c.endpoints), 'yaml' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["300", "False"]
+
+
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_config(tmp_path / "missing.yaml")
