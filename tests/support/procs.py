@@ -15,11 +15,24 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
+#: Ports this process has handed out (see free_port).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on `host` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port on ``host`` that nothing listens on right now, and that this process has not handed out
+    before: the kernel can give two binds in a row the same ephemeral port, and a test that takes two
+    ports for one config before anything binds them would then get the same one twice (seen in CI: an
+    ingress port equal to the admin port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(1000):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no port on {host} that was not handed out already")
 
 
 def _die_with_parent() -> None:

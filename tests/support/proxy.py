@@ -28,16 +28,9 @@ from typing import Any, cast
 
 import yaml
 
-from support.procs import _die_with_parent
+from support.procs import _die_with_parent, free_port
 
 SC_PROXY = Path(sys.executable).parent / "sc-proxy"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _url_host(address: str) -> str:
