@@ -105,7 +105,7 @@ async def serve(config: ProxyConfig, started: float) -> int:
         config.service.name or "-",
         config.version,
         len(listeners.servers),
-        compiled.build(),  # whether the mypyc extensions of the wheel are what runs (sc_proxy.compiled)
+        compiled.build(loaded_only=True),  # whether the wheel's mypyc extensions are what runs
     )
     await stop.wait()
     stopped = time.monotonic()

@@ -27,6 +27,20 @@ def test_the_run_loads_the_build_it_claims() -> None:
     )
 
 
+def test_the_ready_line_judges_only_what_the_proxy_loaded() -> None:
+    """The proxy's ready line must not import protocol modules its config does not use (start-up time and
+    memory): judged in a fresh interpreter that has loaded only the HTTP/1.1 parser."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import sc_proxy.http1.parse; from sc_proxy import compiled; "
+        "print(compiled.build(loaded_only=True)); print('sc_proxy.http2.connection' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [EXPECTED, "False"]
+
+
 def test_every_compiled_module_keeps_its_python_source_beside_it() -> None:
     """The fallback: the .py of each listed module ships with (and next to) its extension."""
     for module in compiled.COMPILED_MODULES:
