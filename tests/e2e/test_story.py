@@ -316,12 +316,7 @@ def test_new_endpoints_reach_clients_only_after_a_redeploy(
     # `scctl redeploy` (ECS update-service --force-new-deployment): a new deployment of the same
     # definition pins the current endpoints; `kubectl rollout restart` would keep the old pin.
     before = kubectl("get", "deployment", CLIENT, "-n", NS, "-o", "jsonpath={.metadata.generation}")
-    scctl = Path(sys.executable).with_name("scctl")
-    proc = subprocess.run(
-        [str(scctl), "redeploy", f"{NS}/{CLIENT}", "--kubeconfig", str(kubectl.kubeconfig), "--wait", "120"],
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _redeploy(kubectl, CLIENT)
     assert kubectl("get", "deployment", CLIENT, "-n", NS, "-o", "jsonpath={.metadata.generation}") != before
     rolled_out(kubectl, CLIENT)
     # Every name a client may use resolves (seed: the port name, the discovery name, the alias).
@@ -368,12 +363,7 @@ def test_tls_between_the_proxies_on_a_real_node(tutorial: None, kubectl: Kubectl
     assert leaf == "kubernetes.io/tls"
 
     # The running client was pinned without it; a redeploy pins the TLS endpoint (and mounts the bundle).
-    scctl = Path(sys.executable).with_name("scctl")
-    proc = subprocess.run(
-        [str(scctl), "redeploy", f"{NS}/{CLIENT}", "--kubeconfig", str(kubectl.kubeconfig), "--wait", "120"],
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _redeploy(kubectl, CLIENT)
     rolled_out(kubectl, CLIENT)
     served = metric(kubectl, f"deploy/{TLS_SERVICE}", "RequestCount", "DiscoveryName", TLS_SERVICE)
     reached = wait_for(
@@ -437,6 +427,17 @@ def test_tls_between_the_proxies_on_a_real_node(tutorial: None, kubectl: Kubectl
 
     # Leave the story as it was for the steps after this one: the TLS copy goes (its leaf Secret with it).
     kubectl("delete", "connectservice", TLS_SERVICE, "-n", NS, "--wait=true", "--timeout=180s", timeout=200)
+
+
+def _redeploy(kubectl: Kubectl, service: str) -> None:
+    """`scctl redeploy` (ECS update-service --force-new-deployment): a new deployment pins the current
+    endpoints, where `kubectl rollout restart` would keep the old pin."""
+    scctl = Path(sys.executable).with_name("scctl")
+    proc = subprocess.run(
+        [str(scctl), "redeploy", f"{NS}/{service}", "--kubeconfig", str(kubectl.kubeconfig), "--wait", "120"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_admin_is_loopback_only_while_probes_and_metrics_reach_the_pod(
